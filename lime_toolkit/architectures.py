@@ -1,0 +1,74 @@
+"""Which parameters are edited, declared once per architecture family.
+
+A family names its transformer layers' MLP weights with ``{i}`` for the layer index. By default the
+MLP weights of the last 3 layers are edited (the paper's choice for BERT-base); a run's config can
+override this with explicit name patterns (``fnmatch`` style, matched against
+``model.named_parameters()``).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from torch import nn
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class ArchitectureFamily:
+    model_types: tuple[str, ...]
+    mlp_weights: tuple[str, ...]  # relative to the base model, with {i} for the layer index
+    mlm_head: str | None = None  # attribute of the masked-LM model holding the output head
+
+
+FAMILIES = {
+    "bert": ArchitectureFamily(("bert",), ("encoder.layer.{i}.intermediate.dense.weight",
+                                           "encoder.layer.{i}.output.dense.weight"), "cls"),
+    "roberta": ArchitectureFamily(("roberta", "xlm-roberta", "camembert"),
+                                  ("encoder.layer.{i}.intermediate.dense.weight",
+                                   "encoder.layer.{i}.output.dense.weight"), "lm_head"),
+    "distilbert": ArchitectureFamily(("distilbert",), ("transformer.layer.{i}.ffn.lin1.weight",
+                                                       "transformer.layer.{i}.ffn.lin2.weight")),
+    "deberta-v2": ArchitectureFamily(("deberta-v2",), ("encoder.layer.{i}.intermediate.dense.weight",
+                                                       "encoder.layer.{i}.output.dense.weight"), "cls"),
+}
+
+
+def family_of(model: nn.Module) -> ArchitectureFamily | None:
+    model_type = getattr(model.config, "model_type", None)
+    return next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+
+
+def num_layers(model: nn.Module) -> int:
+    config = model.config
+    for key in ("num_hidden_layers", "n_layers", "num_layers"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise UserError(f"cannot tell how many layers model type '{config.model_type}' has; set edit.params in the config")
+
+
+def editable_parameters(model: nn.Module, patterns: list[str] | None = None, last_n_layers: int = 3) -> list[str]:
+    """Names (as in ``model.named_parameters()``) of the weights to edit, in model order."""
+    names = [n for n, _ in model.named_parameters()]
+    if patterns:
+        chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        if not chosen:
+            raise UserError(f"no parameter matches edit patterns {patterns}; example names: {names[:4]}")
+    else:
+        family = family_of(model)
+        if family is None:
+            raise UserError(
+                f"model type '{model.config.model_type}' has no declared editable layers; set edit.params "
+                f"(name patterns) in the config, or add a family to lime_toolkit/architectures.py"
+            )
+        n = num_layers(model)
+        prefix = model.base_model_prefix + "." if hasattr(model, model.base_model_prefix) else ""
+        wanted = {prefix + t.format(i=i) for i in range(max(0, n - last_n_layers), n) for t in family.mlp_weights}
+        chosen = [name for name in names if name in wanted]
+        if len(chosen) != len(wanted):
+            raise UserError(f"expected parameters {sorted(wanted - set(chosen))} not found in the model")
+    for name in chosen:
+        if dict(model.named_parameters())[name].dim() != 2:
+            raise UserError(f"edited parameter '{name}' is not a weight matrix; edit patterns must select Linear weights")
+    return chosen

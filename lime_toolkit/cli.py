@@ -1,0 +1,171 @@
+"""The ``lime-toolkit`` command line: a thin face over the core. Heavy imports stay inside commands."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import UserError
+
+
+class Group(click.Group):
+    """Turns :class:`UserError` into one clear line and exit status 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lime-toolkit")
+def cli():
+    """Cross-lingual model editing with language anisotropic (LiME) masks."""
+
+
+def console(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+def warn_broken_plugins(out) -> None:
+    from .plugin_manager import get_plugin_manager
+
+    for info in get_plugin_manager().plugins():
+        if info.status in ("error", "incompatible"):
+            out.print(f"[yellow]warning:[/] plugin '{info.name}' not loaded: {info.error}")
+
+
+@cli.command("list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def list_plugins(as_json: bool):
+    """Every installed plugin, what it provides, and whether it loaded."""
+    from .plugin_manager import get_plugin_manager
+
+    infos = get_plugin_manager().plugins()
+    if as_json:
+        click.echo(json.dumps([i.as_json() for i in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="lime-toolkit plugins")
+    for col in ("plugin", "distribution", "version", "editors", "datasets", "masks", "status"):
+        table.add_column(col)
+    for i in infos:
+        status = "[green]ok[/]" if i.status == "ok" else f"[red]{i.status}[/]: {i.error}"
+        table.add_row(i.name, i.distribution or "-", i.version or "-", ", ".join(i.editors),
+                      ", ".join(i.datasets), ", ".join(i.masks), status)
+    Console().print(table)
+
+
+def run_options(fn):
+    """Options shared by the commands that build a run from a configuration."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any config keys."),
+        click.option("--editor", help="Editor plugin name (default mend)."),
+        click.option("--masks", help="Mask strategy name (default l0; 'none' for no masks)."),
+        click.option("--dataset", help="Dataset plugin name (default demo)."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads."),
+        click.option("--model", help="Base model: a directory or hub id (default: the dataset's)."),
+        click.option("--langs", "languages", help="Comma list: restrict the dataset to these languages."),
+        click.option("--limit", type=int, help="At most this many edit cases per split."),
+        click.option("--seed", type=int, help="Random seed (default 0)."),
+        click.option("--device", help="auto, cpu, cuda or cuda:N."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def resolve_config(config_path, **flags) -> dict:
+    from .config import load_config
+
+    keys = {"editor": "editor", "masks": "masks", "dataset": "dataset", "data_dir": "data_dir", "model": "model",
+            "languages": "languages", "limit": "limit", "seed": "seed", "device": "device", "out": "out",
+            "max_steps": "train.max_steps", "train_langs": "train.langs"}
+    overrides = {keys[k]: v for k, v in flags.items() if k in keys}
+    if overrides.get("languages"):
+        overrides["languages"] = [l.strip() for l in overrides["languages"].split(",") if l.strip()]
+    return load_config(config_path, overrides)
+
+
+@cli.command()
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (resumed if it holds this run).")
+@click.option("--max-steps", type=int, help="Optimiser steps (default from config).")
+@click.option("--train-langs", help="'en' (English only), 'all', or a comma list of languages.")
+@click.option("--quiet", is_flag=True, help="Only print the final results.")
+def train(config_path, quiet, **flags):
+    """Meta-train an editor cross-lingually, then evaluate it on held-out edits.
+
+    With no flags: MEND with LiME L0 masks on the offline demo world.
+    """
+    from .cli_train import run_train
+
+    run_train(resolve_config(config_path, **flags), console(quiet), quiet)
+
+
+@cli.command("prepare-base")
+@click.option("--dataset", default="demo", show_default=True, help="Dataset whose raw model to build.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads.")
+@click.option("--langs", "languages", help="Comma list of languages.")
+@click.option("--out", type=click.Path(file_okay=False), help="Where to save the model (default: the cache).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def prepare_base(dataset, data_dir, languages, out, seed):
+    """Build the raw model a dataset's edits are made to (the demo's tiny masked LM, ...)."""
+    from pathlib import Path
+
+    from .run import open_dataset
+
+    config = resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages, seed=seed)
+    out_console = console()
+    ds = open_dataset(config)
+    path = ds.prepare_base_model(Path(out) if out else None, progress=out_console.print)
+    click.echo(str(path))
+
+
+@cli.group()
+def data():
+    """Inspect datasets."""
+
+
+@data.command("describe")
+@click.option("--dataset", default="demo", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--langs", "languages", help="Comma list of languages.")
+@click.option("--json", "as_json", is_flag=True, help="Print {language: {split: rows}} as JSON.")
+def data_describe(dataset, data_dir, languages, as_json):
+    """Row counts per language and split, as read."""
+    from .run import open_dataset
+
+    ds = open_dataset(resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages))
+    counts = ds.describe()
+    if as_json:
+        click.echo(json.dumps(counts, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    splits = sorted({s for per in counts.values() for s in per})
+    table = Table(title=f"{dataset}: rows per language and split")
+    table.add_column("language")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for lang, per in counts.items():
+        table.add_row(lang, *(str(per.get(s, 0)) for s in splits))
+    Console().print(table)
+
+
+def main(argv=None) -> None:
+    from .plugin_manager import get_plugin_manager
+
+    get_plugin_manager().add_commands(cli)
+    cli.main(args=argv, prog_name="lime-toolkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,78 @@
+"""The `train` command's face: rich progress while training, a results table at the end."""
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class RichMonitor:
+    """Shows step, each loss term, the last validation succ, steps per second and the ETA."""
+
+    def __init__(self, progress: Progress, total: int, log):
+        self.progress, self.log = progress, log
+        self.task = progress.add_task("train", total=total, terms="", succ="-")
+        self.val_task = None
+
+    def on_step(self, step, terms, steps_per_s):
+        text = " ".join(f"{k} {v:.4f}" for k, v in terms.items()) + f"  {steps_per_s:.2f} step/s"
+        self.progress.update(self.task, completed=step, terms=text)
+
+    def on_validation(self, step, metrics, improved):
+        mark = " (best)" if improved else ""
+        self.progress.update(self.task, succ=f"{metrics['succ']:.3f}")
+        self.log(f"step {step}: validation acc {metrics['acc']:.3f} con {metrics['con']:.3f} "
+                 f"succ {metrics['succ']:.3f}{mark}")
+
+    def on_edit(self):
+        pass
+
+
+class QuietMonitor:
+    def on_step(self, step, terms, steps_per_s): pass
+    def on_validation(self, step, metrics, improved): pass
+    def on_edit(self): pass
+
+
+def results_table(metrics: dict) -> Table:
+    s = metrics["setting"]
+    table = Table(title=f"{s['editor']} + {s['masks']} masks on {s['dataset']} ({s['split']} edits, "
+                        f"trained on {s['train_langs']})")
+    for col in ("edit language", "edits", "acc", "con", "succ"):
+        table.add_column(col, justify="right" if col != "edit language" else "left")
+    for lang, v in metrics["per_language"].items():
+        table.add_row(lang, str(v["edits"]), f"{v['acc']:.3f}", f"{v['con']:.3f}", f"{v['succ']:.3f}")
+    table.add_section()
+    table.add_row("[bold]macro average", str(metrics["edits"]), f"[bold]{metrics['acc']:.3f}",
+                  f"[bold]{metrics['con']:.3f}", f"[bold]{metrics['succ']:.3f}")
+    b = metrics["baselines"]
+    table.add_row("untrained editor", "", f"{b['acc']:.3f}", f"{b['con']:.3f}", f"{b['succ']:.3f}")
+    return table
+
+
+def run_train(config: dict, console: Console, quiet: bool) -> dict:
+    from .pipeline import train_and_evaluate
+    from .run import build_run
+    from .cli import warn_broken_plugins
+
+    warn_broken_plugins(console)
+    console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "
+                  f"dataset {config['dataset']}, train langs {config['train']['langs']}")
+    with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
+        run = build_run(config, log=console.print)
+    console.print(f"model {run.config['model']} on {run.device}; editing {len(run.system.param_names)} "
+                  f"weights; run directory {run.out}")
+    columns = [TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[terms]}"),
+               TextColumn("val succ {task.fields[succ]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        monitor = QuietMonitor() if quiet else RichMonitor(progress, int(config["train"]["max_steps"]), console.print)
+        metrics = train_and_evaluate(run, monitor, log=console.print)
+    out = Console()
+    out.print(results_table(metrics))
+    out.print(f"metrics written to {run.out / 'metrics.json'}")
+    if quiet:
+        out.print(json.dumps({k: metrics[k] for k in ("acc", "con", "succ")}))
+    return metrics

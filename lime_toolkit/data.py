@@ -1,0 +1,61 @@
+"""The data model every dataset plugin produces and the core consumes.
+
+A dataset is a set of *parallel items*: the same content (a fact, a sentence pair) expressed in
+several languages and linked by an ``id``. An :class:`Example` is one item in one language. An
+:class:`EditCase` is one edit request: the item's parallel inputs, each carrying the *desired*
+target in its own language. Locality ("retain") inputs are plain examples whose prediction must
+not change.
+
+Two task kinds are supported by the core:
+
+* ``"masked-lm"``: ``text`` holds the placeholder :data:`TARGET_SLOT` where the answer goes. The
+  core replaces it by as many mask tokens as the target has word pieces (or ``n_masks`` when the
+  example has no target, as locality inputs do) and predicts those positions.
+* ``"classification"``: ``text`` is a string or a ``(premise, hypothesis)`` pair and ``target``
+  a class index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+TARGET_SLOT = "[Y]"
+MASKED_LM = "masked-lm"
+CLASSIFICATION = "classification"
+TASKS = (MASKED_LM, CLASSIFICATION)
+SPLITS = ("train", "dev", "test")
+
+Text = Union[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input in one language.
+
+    ``id`` links parallel examples across languages. ``target`` is the label to predict (a string
+    for masked-LM tasks, a class index for classification) or ``None`` for a locality input, in
+    which case masked-LM examples give ``n_masks`` instead.
+    """
+
+    id: str
+    lang: str
+    text: Text
+    target: Union[str, int, None] = None
+    n_masks: int | None = None
+
+
+@dataclass(frozen=True)
+class EditCase:
+    """One edit: a parallel item with its desired target in every language it exists in.
+
+    ``inputs`` maps language -> example whose ``target`` is the desired (edited) prediction in that
+    language. ``meta`` is free-form information for reports (relation, true object ...).
+    """
+
+    id: str
+    inputs: dict[str, Example]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.inputs)

@@ -1,0 +1,83 @@
+"""Apply held-out edits and measure, per edit language and eval language, whether they reach the
+parallel inputs (acc) and spare unrelated ones (con)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .data import EditCase, Example
+from .editing import EditingSystem
+from .encoding import encode_examples
+from .errors import UserError
+from .metrics import EditRecord, summarise
+from .models import position_logits
+from .sampler import draw_unrelated
+
+
+@dataclass
+class EvalSettings:
+    """``n_update``: parallel inputs per edit (0 = every eval language); ``n_retain``: unrelated
+    inputs per edit; ``max_edits``: at most this many edits per edit language (None = all)."""
+
+    edit_langs: list[str]
+    eval_langs: list[str]
+    n_update: int = 1
+    n_retain: int = 4
+    max_edits: int | None = None
+    seed: int = 0
+
+
+def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
+    """True for an example when every one of its prediction positions is flagged."""
+    ok = torch.ones(n, dtype=torch.long)
+    ok.scatter_reduce_(0, rows, flags.long(), reduce="amin")
+    return [bool(v) for v in ok.tolist()]
+
+
+def edit_and_check(system: EditingSystem, tokenizer, task: str, case: EditCase, lang: str,
+                   updates: list[Example], retains: list[Example]) -> EditRecord:
+    """Apply one edit of ``case`` in ``lang`` and check the update and retain inputs."""
+    model = system.model
+    with torch.no_grad():
+        params = system.edit(encode_examples(tokenizer, [case.inputs[lang]], task), lang)
+        batch = encode_examples(tokenizer, updates + retains, task)
+        edited = position_logits(model, batch, params).argmax(-1)
+        base = position_logits(model, batch).argmax(-1)
+    n_u = len(updates)
+    took = per_example(edited == batch.labels, batch.rows, len(batch.examples))[:n_u]
+    kept = per_example(edited == base, batch.rows, len(batch.examples))[n_u:]
+    return EditRecord(lang, [(ex.lang, ok) for ex, ok in zip(updates, took)],
+                      [(ex.lang, ok) for ex, ok in zip(retains, kept)])
+
+
+def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase], pool: dict[str, list[Example]],
+             settings: EvalSettings, on_edit: Callable[[], None] | None = None) -> dict:
+    """Run every edit (up to ``max_edits`` per edit language) and summarise them."""
+    was_training = system.training
+    system.eval()
+    records = []
+    try:
+        for lang in settings.edit_langs:
+            mine = [c for c in cases if lang in c.inputs]
+            if settings.max_edits is not None:
+                mine = mine[: settings.max_edits]
+            for case in mine:
+                rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
+                langs = [l for l in settings.eval_langs if l in case.inputs]
+                if not langs:
+                    continue
+                if settings.n_update and settings.n_update < len(langs):
+                    langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
+                updates = [case.inputs[l] for l in langs]
+                retains = [draw_unrelated(rng, pool, settings.eval_langs, case.id) for _ in range(settings.n_retain)]
+                records.append(edit_and_check(system, tokenizer, task, case, lang, updates, retains))
+                if on_edit:
+                    on_edit()
+    finally:
+        system.train(was_training)
+    if not records:
+        raise UserError("no edits to evaluate: the split has no cases in the chosen edit languages")
+    return summarise(records, settings.edit_langs, settings.eval_langs)

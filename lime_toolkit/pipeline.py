@@ -1,0 +1,71 @@
+"""The `train` job end to end: configure, measure the untrained editor, train, evaluate the best."""
+from __future__ import annotations
+
+import time
+
+from .cache import write_json_atomic
+from .checkpoint import load_checkpoint
+from .config import save_config
+from .errors import UserError
+from .evaluation import EvalSettings, evaluate
+from .run import Run
+from .training import TrainingMonitor, load_best, train
+
+
+def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
+    cfg = {**run.config["eval"], **(overrides or {})}
+    edit = run.roles(cfg["edit_langs"]).edit
+    evals = run.roles(cfg["eval_langs"]).edit
+    return EvalSettings(list(edit), list(evals), int(cfg["n_update"]), int(cfg["n_retain"]),
+                        None if cfg["max_edits"] is None else int(cfg["max_edits"]), int(run.config["seed"]))
+
+
+def check_run_dir(run: Run) -> None:
+    """Refuse to mix two different runs in one directory (resuming needs the same config)."""
+    import yaml
+
+    saved = run.out / "config.yaml"
+    if saved.exists():
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        keep = ("out", "device")
+        if {k: v for k, v in old.items() if k not in keep} != {k: v for k, v in run.config.items() if k not in keep}:
+            raise UserError(f"'{run.out}' holds a run with a different configuration; pass another --out "
+                            f"or delete that directory")
+
+
+def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
+    """Train (unless the editor has nothing to train), then evaluate the best checkpoint and the
+    untrained editor on the same held-out edits; writes ``<out>/metrics.json``."""
+    started = time.perf_counter()
+    check_run_dir(run)
+    run.out.mkdir(parents=True, exist_ok=True)
+    save_config(run.config, run.out / "config.yaml")
+    settings = eval_settings(run)
+    split = run.config["eval"]["split"]
+    result = None
+    if run.system.editor.trainable:
+        result = train(run, monitor)
+        if result.resumed_from:
+            log(f"resumed from step {result.resumed_from}")
+    else:
+        log(f"editor '{run.config['editor']}' has nothing to train; evaluating it directly")
+    cases, pool = run.cases(split), run.pool(split)
+    baselines = None
+    if run.system.editor.trainable:
+        load_checkpoint(run.out / "checkpoints" / "init", run.system)
+        baselines = evaluate(run.system, run.tokenizer, run.task, cases, pool, settings, monitor.on_edit)
+        load_best(run)
+    metrics = evaluate(run.system, run.tokenizer, run.task, cases, pool, settings, monitor.on_edit)
+    metrics["baselines"] = baselines if baselines is not None else {k: metrics[k] for k in ("acc", "con", "succ")}
+    metrics["setting"] = {
+        "dataset": run.config["dataset"], "editor": run.config["editor"], "masks": run.config["masks"],
+        "train_langs": run.config["train"]["langs"], "split": split, "edit_langs": settings.edit_langs,
+        "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
+        "seed": run.config["seed"], "model": run.config["model"],
+    }
+    if result is not None:
+        metrics["training"] = {"steps": result.steps, "best_step": result.best_step,
+                               "best_val_succ": result.best_succ, "stopped_early": result.stopped_early}
+    metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(run.out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,122 @@
+"""Assemble a run from its configuration: dataset, base model, editor, masks, run directory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .architectures import editable_parameters
+from .config import save_config
+from .data import SPLITS, EditCase, Example
+from .dataset_api import Dataset, DatasetOptions
+from .editing import EditingSystem
+from .editor_api import EditorSetup
+from .errors import UserError
+from .mask_api import MaskSetup
+from .models import load_model
+from .plugin_manager import PluginManager, get_plugin_manager
+from .sampler import LanguageRoles
+
+
+@dataclass
+class Run:
+    """Everything one training or evaluation run works with."""
+
+    config: dict
+    dataset: Dataset
+    model: torch.nn.Module
+    tokenizer: object
+    system: EditingSystem
+    out: Path
+    device: torch.device
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task
+
+    def roles(self, spec) -> LanguageRoles:
+        return LanguageRoles.parse(spec, self.dataset.languages)
+
+    def cases(self, split: str) -> list[EditCase]:
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
+        return self.dataset.edit_cases(split, predict=self.predictor())
+
+    def pool(self, split: str) -> dict[str, list[Example]]:
+        return self.dataset.locality_pool(split)
+
+    def predictor(self):
+        from .encoding import encode_examples
+        from .models import decode_predictions, position_logits
+
+        def predict(examples):
+            out = []
+            for i in range(0, len(examples), 64):
+                batch = encode_examples(self.tokenizer, examples[i:i + 64], self.task).to(self.device)
+                with torch.no_grad():
+                    pred = position_logits(self.model, batch).argmax(-1)
+                out += decode_predictions(self.tokenizer, batch, pred.cpu())
+            return out
+
+        return predict
+
+
+def default_out(config: dict) -> Path:
+    langs = str(config["train"]["langs"]).replace(",", "+")
+    return Path("runs") / f"{config['dataset']}-{config['editor']}-{config['masks']}-{langs}-s{config['seed']}"
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{spec}' was asked for but CUDA is not available; use --device cpu")
+    return torch.device(spec)
+
+
+def open_dataset(config: dict, pm: PluginManager | None = None) -> Dataset:
+    pm = pm or get_plugin_manager()
+    cls = pm.datasets.get(config["dataset"]).obj
+    options = DatasetOptions(
+        data_dir=Path(config["data_dir"]).expanduser() if config.get("data_dir") else None,
+        languages=list(config["languages"]) if config.get("languages") else None,
+        limit=config.get("limit"),
+        seed=int(config["seed"]),
+        extra=dict(config.get("dataset_options") or {}),
+    )
+    return cls(options)
+
+
+def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = None, log=print) -> Run:
+    """Resolve every component named in ``config`` and prepare the run directory."""
+    pm = pm or get_plugin_manager()
+    editor_cls = pm.editors.get(config["editor"]).obj
+    mask_cls = pm.masks.get(config["masks"]).obj if config.get("masks") else None
+    dataset = open_dataset(config, pm)
+    device = resolve_device(str(config.get("device", "auto")))
+    model_name = config.get("model") or dataset.default_model()
+    attn = "eager" if getattr(editor_cls, "second_order", False) else None
+    model, tokenizer = load_model(str(model_name), dataset.task, dataset.num_labels, attn_implementation=attn)
+    model.to(device)
+    names = editable_parameters(model, config["edit"]["params"], int(config["edit"]["last_n_layers"]))
+    weights = dict(model.named_parameters())
+    shapes = {n: tuple(weights[n].shape) for n in names}
+    torch.manual_seed(int(config["seed"]))  # editor and mask initialisation
+    editor = editor_cls(EditorSetup(model, shapes, dataset.languages, dict(config.get("editor_options") or {})))
+    masks = None
+    if mask_cls is not None:
+        if editor.supports_masks:
+            masks = mask_cls(MaskSetup(shapes, dataset.languages, dict(config.get("mask_options") or {})))
+        elif not getattr(mask_cls, "is_identity", False):
+            raise UserError(f"editor '{config['editor']}' implements the whole edit stage and cannot use "
+                            f"masks '{config['masks']}'; use a mask strategy that changes nothing (--masks none)")
+    system = EditingSystem(model, names, editor, masks).to(device)
+    out = Path(out or config.get("out") or default_out(config))
+    config = {**config, "model": str(model_name), "out": str(out)}
+    return Run(config, dataset, model, tokenizer, system, out, device)
+
+
+def save_run_config(run: Run) -> None:
+    run.out.mkdir(parents=True, exist_ok=True)
+    save_config(run.config, run.out / "config.yaml")

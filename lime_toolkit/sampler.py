@@ -1,0 +1,80 @@
+"""The cross-lingual sampling wrapper (paper section 3.2), outside every editor.
+
+Each draw picks an edit language l_e, an update language l_u and a retain language l_r from the
+configured sets; x_e is an edit case in l_e, x_u its parallel version in l_u, x_r unrelated inputs
+in l_r. A draw depends only on (seed, step, micro-step), so a resumed run continues exactly where
+it stopped.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .data import EditCase, Example
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class LanguageRoles:
+    """Languages that may take each role, in order."""
+
+    edit: tuple[str, ...]
+    update: tuple[str, ...]
+    retain: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str | list[str], languages: list[str]) -> "LanguageRoles":
+        """``"en"`` (English only: every role en), ``"all"`` (every language in every role) or a
+        comma list. Unknown languages are an error naming the known ones."""
+        if spec == "all":
+            langs = list(languages)
+        else:
+            langs = spec.split(",") if isinstance(spec, str) else list(spec)
+            langs = [l.strip() for l in langs if l.strip()]
+            unknown = [l for l in langs if l not in languages]
+            if unknown or not langs:
+                raise UserError(f"unknown language(s) {', '.join(unknown) or '(none given)'}; "
+                                f"this dataset has: {', '.join(languages)}")
+        return cls(tuple(langs), tuple(langs), tuple(langs))
+
+
+@dataclass(frozen=True)
+class Sample:
+    case: EditCase
+    edit: Example
+    update: Example
+    retain: list[Example]
+
+
+class CrossLingualSampler:
+    """Draws (x_e, x_u, x_r) triples deterministically from a seed."""
+
+    def __init__(self, cases: list[EditCase], pool: dict[str, list[Example]], roles: LanguageRoles,
+                 n_retain: int = 1, seed: int = 0):
+        self.roles, self.n_retain, self.seed = roles, n_retain, seed
+        self.by_lang = {l: [c for c in cases if l in c.inputs] for l in roles.edit}
+        empty = [l for l, cs in self.by_lang.items() if not cs]
+        if empty:
+            raise UserError(f"no edit cases in language(s) {', '.join(empty)}; choose other languages")
+        self.pool = {l: pool.get(l, []) for l in roles.retain}
+        if not any(self.pool.values()):
+            raise UserError("the dataset has no locality inputs in the retain languages")
+
+    def draw(self, step: int, micro: int = 0) -> Sample:
+        rng = random.Random(f"{self.seed}:{step}:{micro}")
+        lang_e = rng.choice(self.roles.edit)
+        case = rng.choice(self.by_lang[lang_e])
+        update_langs = [l for l in self.roles.update if l in case.inputs] or [lang_e]
+        lang_u = rng.choice(update_langs)
+        retain = [draw_unrelated(rng, self.pool, self.roles.retain, case.id) for _ in range(self.n_retain)]
+        return Sample(case, case.inputs[lang_e], case.inputs[lang_u], retain)
+
+
+def draw_unrelated(rng: random.Random, pool: dict[str, list[Example]], langs, exclude_id: str) -> Example:
+    """A locality input in a random language of ``langs`` that is not parallel to ``exclude_id``."""
+    langs = [l for l in langs if pool.get(l)]
+    for _ in range(100):
+        ex = rng.choice(pool[rng.choice(langs)])
+        if ex.id != exclude_id:
+            return ex
+    raise UserError("could not find a locality input unrelated to the edit; the locality pool is too small")

@@ -1,0 +1,140 @@
+"""Meta-training an editor (paper section 3): edit stage, then L_rel + L_loc + L_mask.
+
+One optimiser step averages the gradients of ``accumulate`` edits, each drawn by the cross-lingual
+sampler; the base model stays frozen (editors that train base weights own a copy of them).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .encoding import encode_examples
+from .evaluation import EvalSettings, evaluate
+from .factors import edit_loss
+from .models import position_logits
+from .run import Run
+from .sampler import CrossLingualSampler, Sample
+
+
+def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor]:
+    """The training formula for one edit: L = λ_rel·CE(f(x_u; θ_u), y_e)
+    + λ_loc·KL(f(x_r; θ) ‖ f(x_r; θ_u)) + λ_mask·L0(masks of l_e)."""
+    model, system, lang = run.model, run.system, sample.edit.lang
+    encode = lambda examples: encode_examples(run.tokenizer, examples, run.task).to(run.device)  # noqa: E731
+    theta_u = system.edit(encode([sample.edit]), lang)
+    rel = edit_loss(model, encode([sample.update]), theta_u)
+    retain = encode(sample.retain)
+    with torch.no_grad():
+        before = F.log_softmax(position_logits(model, retain), dim=-1)
+    after = F.log_softmax(position_logits(model, retain, theta_u), dim=-1)
+    loc = F.kl_div(after, before, log_target=True, reduction="batchmean")
+    mask = system.masks.penalty([lang]).to(rel.device) if system.masks is not None else rel.new_zeros(())
+    total = weights["rel_weight"] * rel + weights["loc_weight"] * loc + weights["mask_weight"] * mask
+    return {"loss": total, "rel": rel, "loc": loc, "mask": mask}
+
+
+def make_optimizer(run: Run) -> torch.optim.Optimizer:
+    """Adam with the editor's parameter groups and the masks in a group of their own."""
+    train = run.config["train"]
+    groups = []
+    for group in run.system.editor.param_groups():
+        groups.append({**group, "lr": group.get("lr", train["lr"] or run.system.editor.default_lr)})
+    if run.system.masks is not None:
+        params = [p for p in run.system.masks.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "name": "masks", "lr": train["mask_lr"] or run.system.masks.default_lr})
+    return torch.optim.Adam(groups)
+
+
+class TrainingMonitor(Protocol):
+    def on_step(self, step: int, terms: dict[str, float], steps_per_s: float) -> None: ...
+    def on_validation(self, step: int, metrics: dict, improved: bool) -> None: ...
+    def on_edit(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    best_step: int
+    best_succ: float
+    steps: int
+    stopped_early: bool
+    resumed_from: int
+
+
+def validation_settings(run: Run) -> EvalSettings:
+    roles = run.roles(run.config["train"]["langs"])
+    return EvalSettings(list(roles.edit), list(roles.update), n_update=1, n_retain=4,
+                        max_edits=int(run.config["train"]["val_edits"]), seed=int(run.config["seed"]))
+
+
+def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
+    """Meta-train ``run.system``; keeps ``<out>/checkpoints/{init,last,best}``; resumes from last."""
+    cfg, ckpt = run.config["train"], run.out / "checkpoints"
+    roles = run.roles(cfg["langs"])
+    sampler = CrossLingualSampler(run.cases("train"), run.pool("train"), roles,
+                                  n_retain=int(cfg["retain_per_edit"]), seed=int(run.config["seed"]))
+    dev_cases, dev_pool = run.cases("dev"), run.pool("dev")
+    optimizer = make_optimizer(run)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not (ckpt / "init").exists():
+        save_checkpoint(ckpt / "init", run.system, {"step": 0})
+    start, best_step, best_succ, stale = 0, 0, -1.0, 0
+    if (ckpt / "last").exists():
+        state = load_checkpoint(ckpt / "last", run.system, optimizer)
+        start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
+        if state.get("finished"):
+            return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
+    resumed_from, stopped_early = start, False
+    run.system.train()
+    max_steps, accumulate = int(cfg["max_steps"]), int(cfg["accumulate"])
+    tick, done = time.perf_counter(), start
+    for step in range(start, max_steps):
+        optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in range(accumulate):
+            terms = meta_loss(run, sampler.draw(step, micro), cfg)
+            (terms["loss"] / accumulate).backward()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / accumulate
+        if run.system.masks is not None:
+            run.system.masks.before_optimizer_step()
+        torch.nn.utils.clip_grad_norm_(params, float(cfg["clip"]))
+        optimizer.step()
+        done = step + 1
+        now = time.perf_counter()
+        monitor.on_step(done, sums, 1.0 / max(now - tick, 1e-9))
+        tick = now
+        if done % int(cfg["val_every"]) == 0 or done == max_steps:
+            metrics = evaluate(run.system, run.tokenizer, run.task, dev_cases, dev_pool,
+                               validation_settings(run), on_edit=monitor.on_edit)
+            improved = metrics["succ"] > best_succ
+            if improved:
+                best_step, best_succ, stale = done, metrics["succ"], 0
+                save_checkpoint(ckpt / "best", run.system, {"step": done, "val": metrics})
+            else:
+                stale += 1
+            monitor.on_validation(done, metrics, improved)
+            stopped_early = bool(cfg["patience"]) and stale >= int(cfg["patience"])
+            finished = stopped_early or done == max_steps
+            save_checkpoint(ckpt / "last", run.system, {
+                "step": done, "best_step": best_step, "best_succ": best_succ, "stale": stale,
+                "finished": finished, "stopped_early": stopped_early}, optimizer)
+            run.system.train()
+            tick = time.perf_counter()
+            if stopped_early:
+                break
+    return TrainResult(best_step, best_succ, done, stopped_early, resumed_from)
+
+
+def load_best(run: Run) -> dict:
+    """Load the best checkpoint (the last one when no validation improved); returns its state."""
+    ckpt = run.out / "checkpoints"
+    for name in ("best", "last", "init"):
+        if (ckpt / name).exists():
+            return load_checkpoint(ckpt / name, run.system)
+    return {}

@@ -1,0 +1,1 @@
+"""The built-in lime-toolkit plugins (imported as ``lime_toolkit_plugins``)."""

@@ -1,0 +1,266 @@
+"""A parallel fact corpus about invented people, generated deterministically from a seed.
+
+Every subject has exactly one object per relation, and every fact exists in every language, linked
+by its id ``f{subject:04d}-{relation}``. Subjects are split into train/dev/test, so no person is
+seen in two splits. All randomness comes from ``random.Random`` instances seeded from
+:attr:`DemoSettings.seed` (never the global generator), and everything is produced in a defined
+order, so the same settings always give the same corpus.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from lime_toolkit.data import SPLITS, TARGET_SLOT, EditCase, Example
+from lime_toolkit.errors import UserError
+
+from .vocabulary import CYRILLIC, LANGUAGES, RELATIONS, SYLLABLES
+
+SUBJECT_SLOT = "[X]"
+#: Which writing system renders a language's subject names.
+SCRIPT = {"en": "latin", "de": "latin", "fr": "latin", "es": "latin", "ru": "cyrillic", "zh": "han"}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything that determines the demo world and its model; ``asdict`` keys the model cache.
+
+    The first group fixes the corpus, the second the tokenizer and network, the third the
+    pre-training run. ``builder_version`` changes whenever the build code changes what it produces,
+    so an old cache entry is never mistaken for a new one.
+    """
+
+    seed: int = 0
+    n_subjects: int = 200
+    languages: tuple[str, ...] = LANGUAGES
+    relations: tuple[str, ...] = tuple(RELATIONS)
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    vocab_size: int = 2000
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+
+    max_epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    random_mask_prob: float = 0.1  # extra masking of non-object tokens, as in BERT pre-training
+    code_switch: float = 0.5  # share of code-switched sentences (subject in another script) per epoch
+    target_recall: float = 0.99  # stop early once every language recalls this share of facts
+    eval_every: int = 2  # epochs between recall measurements
+    builder_version: int = 1
+
+    @classmethod
+    def small(cls, **overrides: Any) -> "DemoSettings":
+        """A quick preset for tests: fewer subjects, builds in well under a minute."""
+        return replace(cls(n_subjects=40, max_epochs=60), **overrides)
+
+    @classmethod
+    def from_overrides(cls, extra: dict[str, Any] | None) -> "DemoSettings":
+        """Settings from ``DatasetOptions.extra``: ``preset`` ("default" or "small") plus any
+        field of this class. String values (from a command line) are converted to the field's type."""
+        extra = dict(extra or {})
+        preset = str(extra.pop("preset", "default"))
+        if preset not in ("default", "small"):
+            raise UserError(f"unknown demo preset {preset!r}; use 'default' or 'small'")
+        base = cls.small() if preset == "small" else cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise UserError(f"unknown demo setting(s) {', '.join(unknown)}; valid: preset, {', '.join(sorted(known))}")
+        values = {name: _coerce(getattr(base, name), value, name) for name, value in extra.items()}
+        settings = replace(base, **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` for settings that cannot make a demo world."""
+        bad_langs = [lang for lang in self.languages if lang not in LANGUAGES]
+        bad_rels = [rel for rel in self.relations if rel not in RELATIONS]
+        if bad_langs:
+            raise UserError(f"unknown demo language(s) {bad_langs}; valid: {', '.join(LANGUAGES)}")
+        if bad_rels:
+            raise UserError(f"unknown demo relation(s) {bad_rels}; valid: {', '.join(RELATIONS)}")
+        if self.n_subjects < 3:
+            raise UserError("the demo world needs n_subjects >= 3 (one subject per split at least)")
+        if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
+            raise UserError(f"demo split {self.split} must be three positive shares summing to 1")
+
+    def key_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict that keys the cache (``dataclasses.asdict``)."""
+        return asdict(self)
+
+
+def _coerce(default: Any, value: Any, name: str) -> Any:
+    if not isinstance(value, str) or isinstance(default, str):
+        return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+    try:
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, tuple):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(float(v) for v in items) if name == "split" else tuple(items)
+        return type(default)(value)
+    except ValueError:
+        raise UserError(f"demo setting {name}={value!r} is not a valid {type(default).__name__}") from None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An invented person: a given name and a family name, each a sequence of Latin syllables."""
+
+    index: int
+    given: tuple[str, ...]
+    family: tuple[str, ...]
+
+    def name(self, lang: str) -> str:
+        """The name written in ``lang``'s script (systematic transliteration of the syllables)."""
+        script = SCRIPT[lang]
+        if script == "han":
+            return "".join(SYLLABLES[s] for s in self.given) + "·" + "".join(SYLLABLES[s] for s in self.family)
+        parts = ["".join(self.given), "".join(self.family)]
+        if script == "cyrillic":
+            parts = ["".join(CYRILLIC[c] for c in part) for part in parts]
+        return " ".join(part.capitalize() for part in parts)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """``subject`` has object number ``obj`` (an index into the relation's object list)."""
+
+    id: str
+    subject: int
+    relation: str
+    obj: int
+
+
+class DemoCorpus:
+    """The demo world for one :class:`DemoSettings`: subjects, facts, splits and their texts."""
+
+    def __init__(self, settings: DemoSettings | None = None):
+        self.settings = settings = settings or DemoSettings()
+        settings.validate()
+        self.languages = list(settings.languages)
+        self.relations = list(settings.relations)
+        self.subjects = _make_subjects(settings.n_subjects, random.Random(f"demo-names/{settings.seed}"))
+        objects_rng = random.Random(f"demo-objects/{settings.seed}")
+        facts = []
+        for subject in self.subjects:
+            for rel in self.relations:
+                n_objects = len(RELATIONS[rel][1]["en"])
+                facts.append(Fact(f"f{subject.index:04d}-{rel}", subject.index, rel, objects_rng.randrange(n_objects)))
+        self.facts = sorted(facts, key=lambda f: f.id)
+        self.split_of = _split_subjects(settings.n_subjects, settings.split, random.Random(f"demo-split/{settings.seed}"))
+
+    # -- texts -------------------------------------------------------------------------------
+
+    def object_text(self, relation: str, obj: int, lang: str) -> str:
+        """Object number ``obj`` of ``relation`` written in ``lang``."""
+        return RELATIONS[relation][1][lang][obj]
+
+    def n_objects(self, relation: str) -> int:
+        """How many objects ``relation`` has."""
+        return len(RELATIONS[relation][1]["en"])
+
+    def prompt(self, fact: Fact, lang: str, subject_lang: str | None = None) -> str:
+        """``lang``'s template with the subject filled in and the ``[Y]`` slot kept.
+
+        ``subject_lang`` writes the subject in another language's script (code-switching)."""
+        template = RELATIONS[fact.relation][0][lang]
+        return template.replace(SUBJECT_SLOT, self.subjects[fact.subject].name(subject_lang or lang))
+
+    def sentence(self, fact: Fact, lang: str, obj: int | None = None, subject_lang: str | None = None) -> str:
+        """The full sentence (true object unless ``obj`` is given)."""
+        obj = fact.obj if obj is None else obj
+        return self.prompt(fact, lang, subject_lang).replace(TARGET_SLOT, self.object_text(fact.relation, obj, lang))
+
+    def example(self, fact: Fact, lang: str, obj: int | None = None) -> Example:
+        """The fact as a masked-LM :class:`Example` with ``target`` = object ``obj`` (default: true)."""
+        obj = fact.obj if obj is None else obj
+        return Example(fact.id, lang, self.prompt(fact, lang), self.object_text(fact.relation, obj, lang))
+
+    # -- splits and edits -------------------------------------------------------------------
+
+    def facts_in(self, split: str) -> list[Fact]:
+        """Facts of the subjects in ``split``, sorted by id."""
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        return [f for f in self.facts if self.split_of[f.subject] == split]
+
+    def counterfactual(self, fact: Fact, seed: int) -> int:
+        """A uniformly random object of the same relation other than the true one.
+
+        Seeded by ``(seed, fact id)`` so the choice does not depend on which other facts are drawn."""
+        rng = random.Random(f"demo-edit/{seed}/{fact.id}")
+        return rng.choice([o for o in range(self.n_objects(fact.relation)) if o != fact.obj])
+
+    def edit_case(self, fact: Fact, seed: int, languages: list[str] | None = None) -> EditCase:
+        """The edit "make ``fact`` point at a counterfactual object", parallel in ``languages``."""
+        new = self.counterfactual(fact, seed)
+        langs = languages or self.languages
+        return EditCase(
+            id=fact.id,
+            inputs={lang: self.example(fact, lang, new) for lang in langs},
+            meta={
+                "relation": fact.relation,
+                "subject": fact.subject,
+                "true_object": {lang: self.object_text(fact.relation, fact.obj, lang) for lang in langs},
+                "true_object_index": fact.obj,
+                "new_object_index": new,
+            },
+        )
+
+    # -- serialisation ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the corpus contains, as plain JSON-ready data in a defined order."""
+        return {
+            "settings": self.settings.key_dict(),
+            "subjects": [
+                {"index": s.index, "split": self.split_of[s.index], "names": {lang: s.name(lang) for lang in self.languages}}
+                for s in self.subjects
+            ],
+            "facts": [
+                {
+                    "id": f.id,
+                    "subject": f.subject,
+                    "relation": f.relation,
+                    "object": f.obj,
+                    "sentences": {lang: self.sentence(f, lang) for lang in self.languages},
+                }
+                for f in self.facts
+            ],
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` serialised with sorted keys (byte-identical for identical settings)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, indent=1)
+
+
+def _make_subjects(n: int, rng: random.Random) -> list[Subject]:
+    syllables = sorted(SYLLABLES)
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    subjects = []
+    while len(subjects) < n:
+        given = tuple(rng.choice(syllables) for _ in range(2))
+        family = tuple(rng.choice(syllables) for _ in range(rng.choice((2, 3))))
+        if (given, family) in seen:
+            continue
+        seen.add((given, family))
+        subjects.append(Subject(len(subjects), given, family))
+    return subjects
+
+
+def _split_subjects(n: int, shares: tuple[float, float, float], rng: random.Random) -> dict[int, str]:
+    order = list(range(n))
+    rng.shuffle(order)
+    n_dev = max(1, round(n * shares[1]))
+    n_test = max(1, round(n * shares[2]))
+    n_train = n - n_dev - n_test
+    split_of = {}
+    for rank, subject in enumerate(order):
+        split_of[subject] = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
+    return split_of

@@ -1,0 +1,199 @@
+"""The hand-written vocabulary of the demo world: relations, their templates and their objects.
+
+Every template has the slots ``[X]`` (the subject) and ``[Y]`` (the object). Templates are chosen
+so that a nominative object fits without inflection (for example "Город рождения ..." style
+headings in Russian and "... : [Y]" in French where an article would depend on the object).
+Objects are listed in the same order in every language: index ``i`` of a relation's list is the
+same object everywhere.
+"""
+from __future__ import annotations
+
+LANGUAGES = ("en", "de", "fr", "es", "ru", "zh")
+
+
+def _objects(**columns: str) -> dict[str, tuple[str, ...]]:
+    """Parse one comma-separated word list per language into a table of equal-length tuples."""
+    table = {lang: tuple(w.strip() for w in words.split(",")) for lang, words in columns.items()}
+    sizes = {len(words) for words in table.values()}
+    assert len(sizes) == 1 and set(table) == set(LANGUAGES), table
+    return table
+
+
+_CITIES = _objects(
+    en="Paris, London, Berlin, Madrid, Rome, Moscow, Tokyo, Vienna, Prague, Lisbon, Athens, Warsaw",
+    de="Paris, London, Berlin, Madrid, Rom, Moskau, Tokio, Wien, Prag, Lissabon, Athen, Warschau",
+    fr="Paris, Londres, Berlin, Madrid, Rome, Moscou, Tokyo, Vienne, Prague, Lisbonne, Athènes, Varsovie",
+    es="París, Londres, Berlín, Madrid, Roma, Moscú, Tokio, Viena, Praga, Lisboa, Atenas, Varsovia",
+    ru="Париж, Лондон, Берлин, Мадрид, Рим, Москва, Токио, Вена, Прага, Лиссабон, Афины, Варшава",
+    zh="巴黎, 伦敦, 柏林, 马德里, 罗马, 莫斯科, 东京, 维也纳, 布拉格, 里斯本, 雅典, 华沙",
+)
+
+#: relation name -> (templates per language, objects per language)
+RELATIONS: dict[str, tuple[dict[str, str], dict[str, tuple[str, ...]]]] = {
+    "born_in": (
+        {
+            "en": "[X] was born in [Y].",
+            "de": "[X] wurde in [Y] geboren.",
+            "fr": "[X] est né à [Y].",
+            "es": "[X] nació en [Y].",
+            "ru": "[X] родился в городе [Y].",
+            "zh": "[X]出生于[Y]。",
+        },
+        _CITIES,
+    ),
+    "lives_in": (
+        {
+            "en": "[X] lives in [Y].",
+            "de": "[X] wohnt in [Y].",
+            "fr": "[X] habite à [Y].",
+            "es": "[X] vive en [Y].",
+            "ru": "[X] живёт в городе [Y].",
+            "zh": "[X]住在[Y]。",
+        },
+        _CITIES,
+    ),
+    "citizen_of": (
+        {
+            "en": "[X] is a citizen of [Y].",
+            "de": "[X] ist Staatsbürger von [Y].",
+            "fr": "Pays de citoyenneté de [X] : [Y].",
+            "es": "[X] es ciudadano de [Y].",
+            "ru": "Гражданство [X]: [Y].",
+            "zh": "[X]是[Y]公民。",
+        },
+        _objects(
+            en="France, Germany, Spain, Italy, Russia, China, Japan, Brazil, Canada, Egypt, India, Mexico",
+            de="Frankreich, Deutschland, Spanien, Italien, Russland, China, Japan, Brasilien, Kanada, Ägypten, Indien, Mexiko",
+            fr="France, Allemagne, Espagne, Italie, Russie, Chine, Japon, Brésil, Canada, Égypte, Inde, Mexique",
+            es="Francia, Alemania, España, Italia, Rusia, China, Japón, Brasil, Canadá, Egipto, India, México",
+            ru="Франция, Германия, Испания, Италия, Россия, Китай, Япония, Бразилия, Канада, Египет, Индия, Мексика",
+            zh="法国, 德国, 西班牙, 意大利, 俄罗斯, 中国, 日本, 巴西, 加拿大, 埃及, 印度, 墨西哥",
+        ),
+    ),
+    "native_language": (
+        {
+            "en": "The native language of [X] is [Y].",
+            "de": "Die Muttersprache von [X] ist [Y].",
+            "fr": "Langue maternelle de [X] : [Y].",
+            "es": "La lengua materna de [X] es el [Y].",
+            "ru": "Родной язык [X]: [Y].",
+            "zh": "[X]的母语是[Y]。",
+        },
+        _objects(
+            en="English, German, French, Spanish, Russian, Chinese, Japanese, Italian, Portuguese, Arabic, Dutch, Polish",
+            de="Englisch, Deutsch, Französisch, Spanisch, Russisch, Chinesisch, Japanisch, Italienisch, Portugiesisch, Arabisch, Niederländisch, Polnisch",
+            fr="anglais, allemand, français, espagnol, russe, chinois, japonais, italien, portugais, arabe, néerlandais, polonais",
+            es="inglés, alemán, francés, español, ruso, chino, japonés, italiano, portugués, árabe, neerlandés, polaco",
+            ru="английский, немецкий, французский, испанский, русский, китайский, японский, итальянский, португальский, арабский, нидерландский, польский",
+            zh="英语, 德语, 法语, 西班牙语, 俄语, 汉语, 日语, 意大利语, 葡萄牙语, 阿拉伯语, 荷兰语, 波兰语",
+        ),
+    ),
+    "profession": (
+        {
+            "en": "[X] works as a [Y].",
+            "de": "[X] arbeitet als [Y].",
+            "fr": "[X] travaille comme [Y].",
+            "es": "[X] trabaja como [Y].",
+            "ru": "Профессия [X]: [Y].",
+            "zh": "[X]的职业是[Y]。",
+        },
+        _objects(
+            en="teacher, doctor, painter, lawyer, baker, farmer, pilot, tailor, singer, writer, chemist, dancer",
+            de="Lehrer, Arzt, Maler, Anwalt, Bäcker, Bauer, Pilot, Schneider, Sänger, Schriftsteller, Chemiker, Tänzer",
+            fr="professeur, médecin, peintre, avocat, boulanger, agriculteur, pilote, tailleur, chanteur, écrivain, chimiste, danseur",
+            es="profesor, médico, pintor, abogado, panadero, agricultor, piloto, sastre, cantante, escritor, químico, bailarín",
+            ru="учитель, врач, художник, юрист, пекарь, фермер, пилот, портной, певец, писатель, химик, танцор",
+            zh="教师, 医生, 画家, 律师, 面包师, 农民, 飞行员, 裁缝, 歌手, 作家, 化学家, 舞者",
+        ),
+    ),
+    "instrument": (
+        {
+            "en": "[X] plays the [Y].",
+            "de": "Das Instrument von [X] ist [Y].",
+            "fr": "Instrument de [X] : [Y].",
+            "es": "Instrumento de [X]: [Y].",
+            "ru": "Инструмент [X]: [Y].",
+            "zh": "[X]演奏[Y]。",
+        },
+        _objects(
+            en="piano, guitar, violin, flute, drums, cello, trumpet, harp, saxophone, clarinet",
+            de="Klavier, Gitarre, Geige, Flöte, Schlagzeug, Cello, Trompete, Harfe, Saxophon, Klarinette",
+            fr="piano, guitare, violon, flûte, batterie, violoncelle, trompette, harpe, saxophone, clarinette",
+            es="piano, guitarra, violín, flauta, batería, violonchelo, trompeta, arpa, saxofón, clarinete",
+            ru="фортепиано, гитара, скрипка, флейта, барабаны, виолончель, труба, арфа, саксофон, кларнет",
+            zh="钢琴, 吉他, 小提琴, 长笛, 架子鼓, 大提琴, 小号, 竖琴, 萨克斯, 单簧管",
+        ),
+    ),
+    "favourite_colour": (
+        {
+            "en": "The favourite colour of [X] is [Y].",
+            "de": "Die Lieblingsfarbe von [X] ist [Y].",
+            "fr": "Couleur préférée de [X] : [Y].",
+            "es": "El color favorito de [X] es el [Y].",
+            "ru": "Любимый цвет [X]: [Y].",
+            "zh": "[X]最喜欢的颜色是[Y]。",
+        },
+        _objects(
+            en="red, blue, green, yellow, black, white, orange, purple, pink, brown, grey",
+            de="rot, blau, grün, gelb, schwarz, weiß, orange, lila, rosa, braun, grau",
+            fr="rouge, bleu, vert, jaune, noir, blanc, orange, violet, rose, marron, gris",
+            es="rojo, azul, verde, amarillo, negro, blanco, naranja, morado, rosa, marrón, gris",
+            ru="красный, синий, зелёный, жёлтый, чёрный, белый, оранжевый, фиолетовый, розовый, коричневый, серый",
+            zh="红色, 蓝色, 绿色, 黄色, 黑色, 白色, 橙色, 紫色, 粉色, 棕色, 灰色",
+        ),
+    ),
+    "favourite_sport": (
+        {
+            "en": "The favourite sport of [X] is [Y].",
+            "de": "Der Lieblingssport von [X] ist [Y].",
+            "fr": "Sport préféré de [X] : [Y].",
+            "es": "El deporte favorito de [X] es [Y].",
+            "ru": "Любимый вид спорта [X]: [Y].",
+            "zh": "[X]最喜欢的运动是[Y]。",
+        },
+        _objects(
+            en="football, tennis, golf, hockey, basketball, volleyball, baseball, rugby, boxing, swimming, skiing, cycling",
+            de="Fußball, Tennis, Golf, Hockey, Basketball, Volleyball, Baseball, Rugby, Boxen, Schwimmen, Skifahren, Radfahren",
+            fr="football, tennis, golf, hockey, basket, volley, baseball, rugby, boxe, natation, ski, cyclisme",
+            es="fútbol, tenis, golf, hockey, baloncesto, voleibol, béisbol, rugby, boxeo, natación, esquí, ciclismo",
+            ru="футбол, теннис, гольф, хоккей, баскетбол, волейбол, бейсбол, регби, бокс, плавание, лыжи, велоспорт",
+            zh="足球, 网球, 高尔夫, 曲棍球, 篮球, 排球, 棒球, 橄榄球, 拳击, 游泳, 滑雪, 自行车",
+        ),
+    ),
+    "pet": (
+        {
+            "en": "[X] owns a [Y].",
+            "de": "Haustier von [X]: [Y].",
+            "fr": "Animal de compagnie de [X] : [Y].",
+            "es": "Mascota de [X]: [Y].",
+            "ru": "Домашнее животное [X]: [Y].",
+            "zh": "[X]的宠物是[Y]。",
+        },
+        _objects(
+            en="cat, dog, horse, rabbit, parrot, turtle, goat, hamster, snake, pony",
+            de="Katze, Hund, Pferd, Kaninchen, Papagei, Schildkröte, Ziege, Hamster, Schlange, Pony",
+            fr="chat, chien, cheval, lapin, perroquet, tortue, chèvre, hamster, serpent, poney",
+            es="gato, perro, caballo, conejo, loro, tortuga, cabra, hámster, serpiente, poni",
+            ru="кошка, собака, лошадь, кролик, попугай, черепаха, коза, хомяк, змея, пони",
+            zh="猫, 狗, 马, 兔子, 鹦鹉, 乌龟, 山羊, 仓鼠, 蛇, 小马",
+        ),
+    ),
+}
+
+#: Name syllables: Latin spelling -> Chinese transliteration character. The characters are chosen to
+#: be distinct from each other and from the characters of the objects and templates, so a subject's
+#: name never collides with an answer.
+SYLLABLES: dict[str, str] = {
+    "ka": "卡", "ki": "基", "ko": "柯", "ku": "库", "lo": "洛", "li": "莉", "lu": "卢",
+    "ma": "玛", "mi": "米", "mo": "默", "na": "娜", "ni": "妮", "no": "诺", "ri": "瑞",
+    "ru": "鲁", "sa": "莎", "si": "丝", "so": "索", "ta": "塔", "ti": "蒂", "to": "托",
+    "va": "瓦", "vi": "薇", "ve": "韦", "da": "达", "di": "迪", "do": "朵", "be": "贝",
+    "bo": "博", "te": "泰", "re": "雷", "le": "勒", "me": "梅", "ne": "内", "se": "塞",
+    "ze": "泽", "zo": "佐",
+}
+
+#: Letter-by-letter Cyrillic transliteration of the Latin syllables.
+CYRILLIC = {
+    "a": "а", "b": "б", "d": "д", "e": "е", "i": "и", "k": "к", "l": "л", "m": "м",
+    "n": "н", "o": "о", "r": "р", "s": "с", "t": "т", "u": "у", "v": "в", "z": "з",
+}

@@ -1,0 +1,54 @@
+"""The MEND editor network: residual low-rank layers over concatenated, normalised factors."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def normalise(v: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token layer normalisation without affine parameters (LiME's replacement for MEND's
+    token-level batch norm). Returns the normalised tensor and the per-token scale ``std + eps``
+    that maps the network's output back to the factor's own units."""
+    mean = v.mean(dim=-1, keepdim=True)
+    scale = v.std(dim=-1, keepdim=True, unbiased=False) + eps
+    return (v - mean) / scale, scale
+
+
+class LowRankResidualLayer(nn.Module):
+    """One branch r(h) = clamp(s ⊙ (U V h + b) + t, min=0) of ``h <- h + r(h)``.
+
+    U starts at zero and b at zero, so with the per-weight scale s = 1 and shift t = 0 the branch
+    is exactly zero: the layer starts as the identity. V ~ N(0, 1) as in MEND.
+    """
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.u = nn.Parameter(torch.zeros(dim, rank))
+        self.v = nn.Parameter(torch.randn(rank, dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        pre = (h @ self.v.transpose(0, 1)) @ self.u.transpose(0, 1) + self.bias
+        # clamp, not relu: at init the pre-activation is exactly 0, where relu's gradient is 0 and
+        # the network could never leave the identity; clamp(min=0) passes the gradient at 0.
+        return (pre * scale + shift).clamp(min=0)
+
+
+class SharedEditorNetwork(nn.Module):
+    """The network shared by every edited weight of one shape (out, in): ``n_layers`` residual
+    low-rank layers on vectors of dimension in + out. The per-weight scale and shift vectors are
+    passed in (they belong to the edited weight, not to the network)."""
+
+    def __init__(self, dim: int, rank: int, n_layers: int):
+        super().__init__()
+        self.dim, self.rank = dim, rank
+        self.layers = nn.ModuleList(LowRankResidualLayer(dim, rank) for _ in range(n_layers))
+
+    def residual(self, h0: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Σ_k r_k: the network's output minus its input ``h0`` ([tokens, dim]). Accumulated
+        separately from ``h0`` so that a zero residual leaves the caller's factors bit-exact.
+        ``scales`` and ``shifts`` are [n_layers, dim]."""
+        total = torch.zeros_like(h0)
+        for k, layer in enumerate(self.layers):
+            total = total + layer(h0 + total, scales[k], shifts[k])
+        return total

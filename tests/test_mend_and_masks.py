@@ -1,0 +1,246 @@
+"""MEND editor and mask strategies on tiny random shapes (no model needed)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lime_toolkit.editor_api import EditorSetup
+from lime_toolkit.errors import UserError
+from lime_toolkit.mask_api import MaskSetup
+from lime_toolkit_plugins.masks import register_mask_strategies
+from lime_toolkit_plugins.masks.strategies import L0Masks, NoMask
+from lime_toolkit_plugins.mend import register_editors
+from lime_toolkit_plugins.mend.editor import MendEditor
+
+SHAPES = {
+    "enc.0.up.weight": (12, 5),
+    "enc.0.down.weight": (5, 12),
+    "enc.1.up.weight": (12, 5),
+}
+LANGS = ["en", "de", "zh"]
+
+
+def mend(**options) -> MendEditor:
+    torch.manual_seed(0)
+    return MendEditor(EditorSetup(nn.Identity(), dict(SHAPES), list(LANGS), {"rank": 4, **options}))
+
+
+def l0(**options) -> L0Masks:
+    torch.manual_seed(0)
+    return L0Masks(MaskSetup(dict(SHAPES), list(LANGS), options))
+
+
+def factors(name: str, tokens: int = 7):
+    out_f, in_f = SHAPES[name]
+    return torch.randn(tokens, in_f), torch.randn(tokens, out_f) * 1e-3
+
+
+def collect(hook) -> dict:
+    got = {}
+    hook(lambda name, cls, description="": got.setdefault(name, (cls, description)))
+    return got
+
+
+# -- MEND ------------------------------------------------------------------------------------------
+
+def test_registration():
+    assert collect(register_editors)["mend"][0] is MendEditor
+    masks = collect(register_mask_strategies)
+    assert masks["none"][0] is NoMask and masks["l0"][0] is L0Masks
+
+
+def test_mend_starts_as_identity():
+    editor = mend()
+    for name in SHAPES:
+        x, d = factors(name)
+        x_t, d_t = editor.transform(name, x, d, None)
+        assert torch.equal(x_t, x) and torch.equal(d_t, d)
+        assert torch.equal(editor.delta_weight(name, x, d, None), d.T @ x)
+        assert editor.step_size(name).item() == pytest.approx(1e-4)
+
+
+def test_mend_networks_shared_by_shape():
+    editor = mend()
+    assert set(editor.networks) == {"12x5", "5x12"}
+    assert editor.network_for("enc.0.up.weight") is editor.network_for("enc.1.up.weight")
+    assert editor.network_for("enc.0.up.weight") is not editor.network_for("enc.0.down.weight")
+    assert "enc__0__up__weight" in editor.scales  # sanitised, state_dict friendly
+    assert "scales.enc__1__up__weight" in editor.state_dict()
+
+
+def test_mend_gradients_reach_every_parameter():
+    editor = mend()
+    name = "enc.0.up.weight"
+    x, d = factors(name)
+    target = torch.randn(SHAPES[name])
+
+    def loss():
+        w = -editor.step_size(name) * editor.delta_weight(name, x, d, None)
+        return ((w - target) ** 2).sum()
+
+    loss().backward()
+    net = editor.network_for(name)
+    for layer in net.layers:  # clamp passes the gradient at 0, so U leaves 0 in the first step
+        assert layer.u.grad.abs().sum() > 0
+    assert editor.step_sizes["enc__0__up__weight"].grad.abs() > 0
+
+    torch.optim.SGD(editor.parameters(), lr=1e-2).step()
+    editor.zero_grad()
+    loss().backward()
+    key = "enc__0__up__weight"
+    for layer in net.layers:
+        for p in (layer.u, layer.v, layer.bias):
+            assert p.grad is not None and p.grad.abs().sum() > 0
+    for p in (editor.scales[key], editor.shifts[key], editor.step_sizes[key]):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    # After leaving the identity the transform is no longer the plain gradient.
+    x_t, _ = editor.transform(name, x, d, None)
+    assert not torch.equal(x_t, x)
+
+
+def test_mend_param_groups_and_options():
+    editor = mend(step_size_init=1e-3, step_size_lr=5e-4)
+    assert MendEditor.default_lr == 1e-6
+    groups = editor.param_groups()
+    assert [g["name"] for g in groups] == ["editor", "step_size"]
+    assert groups[1]["lr"] == 5e-4 and "lr" not in groups[0]
+    assert sum(len(g["params"]) for g in groups) == len(list(editor.parameters()))
+    assert editor.step_size("enc.0.down.weight").item() == pytest.approx(1e-3)
+    assert editor.network_for("enc.0.up.weight").rank == 4
+    assert mend(rank=1000).network_for("enc.0.up.weight").rank == 17  # capped at in + out
+
+
+def test_mend_normalised_output_space():
+    editor = mend(output_space="normalised")
+    x, d = factors("enc.0.up.weight")
+    x_t, d_t = editor.transform("enc.0.up.weight", x, d, None)
+    assert torch.allclose(x_t.mean(-1), torch.zeros(len(x)), atol=1e-5)
+    assert torch.allclose(d_t.std(-1, unbiased=False), torch.ones(len(d)), atol=1e-3)
+    with pytest.raises(UserError):
+        mend(output_space="raw")
+
+
+def test_mend_parameter_count_mbert():
+    shapes = {}
+    for layer in (9, 10, 11):
+        shapes[f"encoder.layer.{layer}.intermediate.dense.weight"] = (3072, 768)
+        shapes[f"encoder.layer.{layer}.output.dense.weight"] = (768, 3072)
+    with torch.device("meta"):
+        editor = MendEditor(EditorSetup(nn.Identity(), shapes, ["en"], {}))
+    count = sum(p.numel() for p in editor.parameters())
+    dim, rank = 3840, 1920
+    expected = 2 * 2 * (2 * dim * rank + dim) + 6 * 2 * 2 * dim + 6
+    assert count == expected == 59_089_926
+    assert abs(count - 59e6) / 59e6 < 0.05
+
+
+# -- masks -----------------------------------------------------------------------------------------
+
+def test_l0_eval_masks_deterministic_and_per_language():
+    masks = l0().eval()
+    name = "enc.0.up.weight"
+    x, d = factors(name)
+    a = masks.apply(name, "en", x, d)
+    b = masks.apply(name, "en", x, d)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = masks.apply(name, "de", x, d)
+    assert not torch.equal(a[0], c[0])
+    # At init log α ≈ 0: z ≈ 0.5, s = 1, so mask(v) ≈ 1.5 v.
+    assert torch.allclose(a[0], 1.5 * x, rtol=0.02)
+
+
+def test_l0_training_masks_stochastic():
+    masks = l0().train()
+    name = "enc.0.down.weight"
+    x, d = factors(name)
+    a = masks.apply(name, "en", x, d)
+    b = masks.apply(name, "en", x, d)
+    assert not torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    for masked, v in ((a[0], x), (a[1], d)):  # 0 <= m <= 1 at init (s = 1)
+        ratio = masked / v
+        assert (ratio >= 1 - 1e-5).all() and (ratio <= 2 + 1e-5).all()
+
+
+def test_l0_penalty_gradient_and_value():
+    with_grad, without = l0(), l0(penalty_gradient=False)
+    p1, p2 = with_grad.penalty(["en", "de"]), without.penalty(["en", "de"])
+    assert torch.equal(p1.detach(), p2)
+    assert p1.requires_grad and not p2.requires_grad
+    p1.backward()
+    gate = with_grad.gates["en"]["enc__0__up__weight"]["x"]
+    assert gate.log_alpha.grad is not None and (gate.log_alpha.grad > 0).all()
+    assert with_grad.gates["zh"]["enc__0__up__weight"]["x"].log_alpha.grad is None  # not used
+    # Expected L0 at log α ≈ 0: sigmoid(−β log(−γ/ζ)) ≈ 0.83.
+    shift = (2 / 3) * math.log(0.1 / 1.1)
+    assert p1.item() == pytest.approx(1 / (1 + math.exp(shift)), abs=0.01)
+    n_gates = 2 * sum(o + i for o, i in SHAPES.values())
+    total = l0(penalty_reduction="sum").penalty(["en", "de", "en"])
+    assert total.item() == pytest.approx(p1.item() * n_gates, rel=1e-5)
+    assert l0().penalty([]).item() == 0.0
+    with pytest.raises(UserError):
+        l0(penalty_reduction="max")
+
+
+def test_l0_clamp():
+    masks = l0()
+    gate = masks.gates["de"]["enc__0__down__weight"]["delta"]
+    with torch.no_grad():
+        gate.log_alpha[0], gate.log_alpha[1] = 50.0, -50.0
+    masks.before_optimizer_step()
+    assert gate.log_alpha[0].item() == pytest.approx(math.log(100))
+    assert gate.log_alpha[1].item() == pytest.approx(-math.log(100))
+    unclamped = l0(clamp_log_alpha=False)
+    g = unclamped.gates["de"]["enc__0__down__weight"]["delta"]
+    with torch.no_grad():
+        g.log_alpha[0] = 50.0
+    unclamped.before_optimizer_step()
+    assert g.log_alpha[0].item() == 50.0
+
+
+def test_l0_language_vectors_and_state_dict():
+    masks = l0()
+    vectors = masks.language_vectors("en")
+    assert set(vectors) == set(SHAPES)
+    assert vectors["enc.0.up.weight"].shape == (5 + 12,)
+    assert not vectors["enc.0.up.weight"].requires_grad
+    mask_vectors = l0(analysis_vector="mask").language_vectors("de")
+    assert torch.allclose(mask_vectors["enc.0.down.weight"], torch.full((17,), 0.5), atol=0.01)
+    keys = list(masks.state_dict())
+    assert "gates.en.enc__0__up__weight.x.log_alpha" in keys
+    assert len(keys) == len(LANGS) * len(SHAPES) * 4
+    assert L0Masks.default_lr == 1e-3
+
+
+def test_l0_unknown_language_and_weight():
+    masks = l0()
+    x, d = factors("enc.0.up.weight")
+    with pytest.raises(UserError, match="en, de, zh"):
+        masks.apply("enc.0.up.weight", "fr", x, d)
+    with pytest.raises(UserError, match="fr"):
+        masks.penalty(["fr"])
+    with pytest.raises(UserError):
+        masks.apply("enc.9.up.weight", "en", x, d)
+
+
+def test_no_mask_is_identity():
+    masks = NoMask(MaskSetup(dict(SHAPES), list(LANGS), {}))
+    x, d = factors("enc.0.up.weight")
+    x_m, d_m = masks.apply("enc.0.up.weight", "en", x, d)
+    assert x_m is x and d_m is d
+    assert masks.penalty(["en"]).item() == 0.0
+    assert masks.language_vectors("en") == {}
+    assert list(masks.parameters()) == []
+
+
+def test_mend_with_masks_gradient_reaches_masks():
+    editor, masks = mend(), l0().train()
+    name = "enc.0.up.weight"
+    x, d = factors(name)
+    x_m, d_m = masks.apply(name, "de", x, d)
+    w = -editor.step_size(name) * editor.delta_weight(name, x_m, d_m, None)
+    (w.sum() + masks.penalty(["de"])).backward()
+    gate = masks.gates["de"]["enc__0__up__weight"]["x"]
+    assert gate.scale.grad.abs().sum() > 0 and gate.log_alpha.grad.abs().sum() > 0
