@@ -160,6 +160,90 @@ def data_describe(dataset, data_dir, languages, as_json):
     Console().print(table)
 
 
+# -- evaluation, single edits, reports and comparisons (faces in cli_eval.py) ----------------------
+
+def _run_dir_arg(fn):
+    return click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))(fn)
+
+
+@cli.command()
+@_run_dir_arg
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Without RUN_DIR: where to write (default runs/...).")
+@click.option("--checkpoint", type=click.Choice(["best", "last", "init"]), default="best", show_default=True,
+              help="Which checkpoint of RUN_DIR ('init': the untrained editor).")
+@click.option("--edit-langs", help="Edit languages: 'en', 'all' or a comma list (default: the run's config).")
+@click.option("--eval-langs", help="Update/retain languages: 'en', 'all' or a comma list (default: the run's config).")
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), help="Split of the edits (default test).")
+@click.option("--n-update", type=int, help="Parallel inputs checked per edit; 0 = every eval language (default 1).")
+@click.option("--n-retain", type=int, help="Unrelated inputs checked per edit (default 4).")
+@click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
+@click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
+@click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
+def evaluate(run_dir, config_path, **flags):
+    """Evaluate a trained run (RUN_DIR), or an untrained editor such as ft (no RUN_DIR), on
+    held-out edits; writes RUN_DIR/eval/<setting>.json|csv|md.
+
+    `--edit-langs en --eval-langs all` is the paper's Table 1 setting, `all`/`all` Table 2.
+    """
+    from .cli_eval import run_evaluate
+
+    run_evaluate(run_dir, config_path, flags, console())
+
+
+@cli.command()
+@_run_dir_arg
+@run_options
+@click.option("--input", "input_text", required=True,
+              help="Masked LM: a sentence with [MASK] where the answer goes; classification: a text or "
+                   "'premise ||| hypothesis'.")
+@click.option("--target", required=True, help="The desired prediction (classification: index or label name).")
+@click.option("--lang", required=True, help="The edit language of the input.")
+@click.option("--checkpoint", type=click.Choice(["best", "last", "init"]), default="best", show_default=True)
+@click.option("--unrelated", type=int, default=3, show_default=True, help="Unrelated inputs to show.")
+@click.option("--save", type=click.Path(file_okay=False), help="Save the edited model (save_pretrained) here.")
+def edit(run_dir, config_path, **flags):
+    """Apply one edit and show predictions before and after in every language."""
+    from .cli_eval import run_edit
+
+    flags.pop("out", None)
+    run_edit(run_dir, config_path, flags, console())
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="HTML file (default RUN_DIR/report.html for one run).")
+@click.option("--no-masks", is_flag=True, help="Skip the mask analysis (it loads each run's model).")
+def report(run_dirs, out, no_masks):
+    """One self-contained HTML report (tables and figures) of one or several runs."""
+    from pathlib import Path
+
+    from .html_report import build_report
+
+    if out is None:
+        if len(run_dirs) > 1:
+            raise UserError("several runs: pass --out PATH for the report")
+        out = Path(run_dirs[0]) / "report.html"
+    err = console()
+    with err.status("building report"):
+        path = build_report(list(run_dirs), out, masks=not no_masks, log=err.print)
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--eval", "eval_name", help="Compare RUN_DIR/eval/<NAME>.json instead of metrics.json.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False), help="Write the table as markdown.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
+@click.option("--per-edit", is_flag=True, help="Add the succ_per_edit column.")
+def compare(run_dirs, eval_name, md_path, json_path, per_edit):
+    """A table like the paper's Tables 1 and 2 (mean ± std over seeds) of finished runs."""
+    from .cli_eval import run_compare
+
+    run_compare(run_dirs, eval_name, md_path, json_path, per_edit)
+
+
 def main(argv=None) -> None:
     from .plugin_manager import get_plugin_manager
 

@@ -9,6 +9,7 @@ from .config import save_config
 from .errors import UserError
 from .evaluation import EvalSettings, evaluate
 from .run import Run
+from .train_log import logged_monitor
 from .training import TrainingMonitor, load_best, train
 
 
@@ -44,7 +45,7 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
     split = run.config["eval"]["split"]
     result = None
     if run.system.editor.trainable:
-        result = train(run, monitor)
+        result = train(run, logged_monitor(run.out, monitor))  # also writes <out>/train_log.jsonl
         if result.resumed_from:
             log(f"resumed from step {result.resumed_from}")
     else:
@@ -59,7 +60,7 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
     metrics["baselines"] = baselines if baselines is not None else {k: metrics[k] for k in ("acc", "con", "succ")}
     metrics["setting"] = {
         "dataset": run.config["dataset"], "editor": run.config["editor"], "masks": run.config["masks"],
-        "train_langs": run.config["train"]["langs"], "split": split, "edit_langs": settings.edit_langs,
+        "train_langs": run.config["train"]["langs"] if run.system.editor.trainable else "n/a", "split": split, "edit_langs": settings.edit_langs,
         "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
         "seed": run.config["seed"], "model": run.config["model"],
     }
@@ -69,3 +70,30 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     write_json_atomic(run.out / "metrics.json", metrics)
     return metrics
+
+
+def open_run(run_dir, overrides: dict | None = None, checkpoint: str = "best") -> Run:
+    """Rebuild a finished (or interrupted) run from its directory and load its ``checkpoint``
+    ("best", falling back to "last"; "init" for the untrained editor)."""
+    from pathlib import Path
+
+    import yaml
+
+    from .config import merge
+    from .run import build_run
+
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"'{run_dir}' is not a run directory (no config.yaml); pass a directory written by "
+                        f"`lime-toolkit train --out DIR`")
+    config = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    if overrides:
+        config = merge(config, overrides)
+    run = build_run(config, out=run_dir)
+    if checkpoint == "init":
+        load_checkpoint(run_dir / "checkpoints" / "init", run.system)
+    elif run.system.editor.trainable:
+        if not load_best(run):
+            raise UserError(f"'{run_dir}' has no checkpoint yet; train it first")
+    return run

@@ -68,8 +68,12 @@ def default_out(config: dict) -> Path:
 
 
 def resolve_device(spec: str) -> torch.device:
+    """``auto``: this process's device under Accelerate (its GPU when launched with
+    ``accelerate launch``, else the first GPU, else the CPU)."""
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from accelerate import PartialState
+
+        return PartialState().device
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device '{spec}' was asked for but CUDA is not available; use --device cpu")
     return torch.device(spec)

@@ -72,8 +72,24 @@ def validation_settings(run: Run) -> EvalSettings:
                         max_edits=int(run.config["train"]["val_edits"]), seed=int(run.config["seed"]))
 
 
+def average_gradients(params, processes: int) -> None:
+    """Under ``accelerate launch`` each process draws its own edits; average their gradients."""
+    if processes > 1:
+        for p in params:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+                p.grad /= processes
+
+
 def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
-    """Meta-train ``run.system``; keeps ``<out>/checkpoints/{init,last,best}``; resumes from last."""
+    """Meta-train ``run.system``; keeps ``<out>/checkpoints/{init,last,best}``; resumes from last.
+
+    Across processes (``accelerate launch``) every process draws different edits, gradients are
+    averaged, and only the main process writes checkpoints.
+    """
+    from accelerate import PartialState
+
+    dist = PartialState()
     cfg, ckpt = run.config["train"], run.out / "checkpoints"
     roles = run.roles(cfg["langs"])
     sampler = CrossLingualSampler(run.cases("train"), run.pool("train"), roles,
@@ -81,8 +97,9 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     dev_cases, dev_pool = run.cases("dev"), run.pool("dev")
     optimizer = make_optimizer(run)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    save = save_checkpoint if dist.is_main_process else (lambda *a, **k: None)
     if not (ckpt / "init").exists():
-        save_checkpoint(ckpt / "init", run.system, {"step": 0})
+        save(ckpt / "init", run.system, {"step": 0})
     start, best_step, best_succ, stale = 0, 0, -1.0, 0
     if (ckpt / "last").exists():
         state = load_checkpoint(ckpt / "last", run.system, optimizer)
@@ -97,10 +114,11 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for micro in range(accumulate):
-            terms = meta_loss(run, sampler.draw(step, micro), cfg)
+            terms = meta_loss(run, sampler.draw(step, dist.process_index * accumulate + micro), cfg)
             (terms["loss"] / accumulate).backward()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / accumulate
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accumulate
+        average_gradients(params, dist.num_processes)
         if run.system.masks is not None:
             run.system.masks.before_optimizer_step()
         torch.nn.utils.clip_grad_norm_(params, float(cfg["clip"]))
@@ -115,15 +133,15 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
             improved = metrics["succ"] > best_succ
             if improved:
                 best_step, best_succ, stale = done, metrics["succ"], 0
-                save_checkpoint(ckpt / "best", run.system, {"step": done, "val": metrics})
+                save(ckpt / "best", run.system, {"step": done, "val": metrics})
             else:
                 stale += 1
             monitor.on_validation(done, metrics, improved)
             stopped_early = bool(cfg["patience"]) and stale >= int(cfg["patience"])
-            finished = stopped_early or done == max_steps
-            save_checkpoint(ckpt / "last", run.system, {
+            save(ckpt / "last", run.system, {
                 "step": done, "best_step": best_step, "best_succ": best_succ, "stale": stale,
-                "finished": finished, "stopped_early": stopped_early}, optimizer)
+                "finished": stopped_early or done == max_steps, "stopped_early": stopped_early}, optimizer)
+            dist.wait_for_everyone()
             run.system.train()
             tick = time.perf_counter()
             if stopped_early:

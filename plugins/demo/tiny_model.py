@@ -235,10 +235,8 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
         if n_switched:
             pick = torch.randperm(len(switched_ids), generator=gen)[:n_switched]
             ids, labels = _concat_padded(ids, labels, switched_ids[pick], switched_labels[pick], tokenizer.pad_token_id)
-        order = torch.randperm(len(ids), generator=gen)
         total_loss = 0.0
-        for start in range(0, len(order), settings.batch_size):
-            rows = order[start : start + settings.batch_size]
+        for rows in _length_bucketed_batches(ids != tokenizer.pad_token_id, settings.batch_size, gen):
             batch_ids, batch_labels = _random_mask(ids[rows], labels[rows], settings.random_mask_prob, tokenizer, special, gen)
             attention = batch_ids != tokenizer.pad_token_id
             width = int(attention.sum(1).max())
@@ -256,7 +254,7 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
         if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
             recall = measure_recall(model, tokenizer, native)
             log(
-                f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / len(order):.3f}  recall "
+                f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / len(ids):.3f}  recall "
                 + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)
                 + f"  ({time.monotonic() - started:.0f}s)"
             )
@@ -273,6 +271,19 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     }
     log(f"demo model built in {info['build_seconds']:.0f}s, lowest recall {info['min_recall']:.1%}")
     return model, info
+
+
+def _length_bucketed_batches(attention: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled batches of row indices; rows of similar length share a batch to cut padding."""
+    lengths = attention.sum(1)
+    order = torch.randperm(len(lengths), generator=gen)
+    pool = batch_size * 16
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def _concat_padded(a_ids, a_labels, b_ids, b_labels, pad_id):

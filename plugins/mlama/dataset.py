@@ -1,0 +1,342 @@
+"""The ``mlama`` dataset: facts <subject, relation, object> in up to 53 languages, linked by uuid.
+
+Languages: the release's languages sorted alphabetically (its directory order), or
+``options.languages`` in the given order.
+
+Facts are ordered by (relation, lineid). The editing split is made at the *subject* level: every
+subject (``sub_uri``) is assigned to train/dev/test by a seeded hash (shares ``split``, default
+8:1:1), so a subject appears in one split only and nothing else is dropped. The assignment does not
+depend on which languages are selected.
+
+Edit input: the relation's template in the language with ``[X]`` filled by the subject and ``[Y]``
+kept as the target slot; the desired object is drawn uniformly, seeded by the fact, among the
+relation's objects (the objects of that relation's facts) that exist in *every* language of the
+case, other than the true object (and whose label differs from the true label), so the desired
+object is the same entity in every language. Locality inputs: the split's facts with ``[Y]`` as
+``k`` masks, ``k`` drawn from the language's distribution of object lengths in word pieces (with
+the run's tokenizer once :meth:`MlamaDataset.bind_tokenizer` has been called, else the one given
+as ``dataset_options.tokenizer``, else a word/character estimate).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lime_toolkit.cache import cache_root, settings_key
+from lime_toolkit.data import MASKED_LM, SPLITS, TARGET_SLOT, EditCase, Example
+from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
+from lime_toolkit.errors import UserError
+
+from .reader import (OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate,
+                     read_language)
+from .settings import MlamaSettings
+
+RECALL_FILE = "recall.json"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact as linked across languages (by uuid)."""
+
+    uuid: str
+    relation: str
+    lineid: int
+    sub_uri: str
+    obj_uri: str
+
+
+def subject_split(sub_uri: str, shares: tuple[float, float, float], seed: int) -> str:
+    """The split of subject ``sub_uri``: a seeded hash mapped onto the shares."""
+    digest = hashlib.sha256(f"mlama-split/{seed}/{sub_uri}".encode()).hexdigest()
+    u = int(digest[:12], 16) / float(16 ** 12)
+    return "train" if u < shares[0] else "dev" if u < shares[0] + shares[1] else "test"
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def estimate_pieces(label: str) -> int:
+    """Word pieces of ``label`` estimated without a tokenizer: BERT pre-tokenisation (words and
+    punctuation marks, every CJK character on its own), one piece each."""
+    n = 0
+    for token in _WORD.findall(label):
+        cjk = len(_CJK.findall(token))
+        n += cjk + (1 if len(token) > cjk else 0)
+    return max(1, n)
+
+
+class MlamaDataset(Dataset):
+    """mLAMA for cross-lingual editing (see the module docstring)."""
+
+    task = MASKED_LM
+    description = "mLAMA 1.1: factual probes in 53 languages linked by uuid; edits ask for another object"
+
+    def __init__(self, options: DatasetOptions):
+        super().__init__(options)
+        self.settings, tokenizer = MlamaSettings.from_extra(options.extra)
+        self.root = locate(options.data_dir)
+        self._tokenizer: Any = None
+        self._tokenizer_spec = tokenizer
+        self._available = available_languages(self.root)
+        self._languages: list[str] | None = None
+        self._data: dict[str, LanguageData] = {}
+        self._index: dict | None = None
+        self._lengths: dict[str, list[int]] = {}
+        self._common: dict = {}
+
+    # -- languages and reading ---------------------------------------------------------------
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.options.cache_dir).expanduser() if self.options.cache_dir else cache_root()
+
+    def available_languages(self) -> list[str]:
+        return list(self._available)
+
+    @property
+    def languages(self) -> list[str]:
+        if self._languages is None:
+            if self.options.languages:
+                unknown = [l for l in self.options.languages if l not in self._available]
+                if unknown:
+                    raise UserError(f"mLAMA has no language(s) {', '.join(unknown)} in {self.root}; available: "
+                                    f"{', '.join(self._available)}")
+                self._languages = list(dict.fromkeys(self.options.languages))
+            else:
+                self._languages = list(self._available)
+            if not self._languages:
+                raise UserError(f"no mLAMA languages in {self.root}")
+        return list(self._languages)
+
+    def language_data(self, lang: str, keep: bool = True) -> LanguageData:
+        """One language as read (cached on disk; kept in memory when ``keep``)."""
+        if lang in self._data:
+            return self._data[lang]
+        if lang not in self._available:
+            raise UserError(f"mLAMA has no language '{lang}' in {self.root}; available: {', '.join(self._available)}")
+        data = read_language(self.root, lang, self.cache_dir)
+        if data.n_rows == 0:
+            raise UserError(f"mLAMA language '{lang}' in {self.root / lang} has no facts (no <relation>.jsonl rows "
+                            f"for its templates)")
+        if keep:
+            self._data[lang] = data
+        return data
+
+    @property
+    def index(self) -> dict:
+        """Facts of the selected languages linked by uuid, with per-language labels and templates."""
+        if self._index is None:
+            facts: dict[str, Fact] = {}
+            labels: dict[str, dict[str, tuple[str, str]]] = {}
+            objects: dict[str, dict[str, dict[str, str]]] = {}
+            for lang in self.languages:
+                data = self.language_data(lang)
+                mine = labels[lang] = {}
+                objs = objects[lang] = {}
+                for rel, rows in data.facts.items():
+                    rel_objs = objs.setdefault(rel, {})
+                    for lineid, uuid, sub_uri, obj_uri, sub_label, obj_label in rows:
+                        fact = facts.setdefault(uuid, Fact(uuid, rel, lineid, sub_uri, obj_uri))
+                        if (fact.relation, fact.lineid, fact.sub_uri, fact.obj_uri) != (rel, lineid, sub_uri, obj_uri):
+                            raise UserError(f"{self.root / lang / (rel + '.jsonl')}: fact uuid {uuid} (lineid {lineid}) "
+                                            f"disagrees with the same uuid in another language")
+                        mine[uuid] = (sub_label, obj_label)
+                        rel_objs.setdefault(obj_uri, obj_label)
+            order = sorted(facts.values(), key=lambda f: (f.relation, f.lineid, f.uuid))
+            split_of = {f.uuid: subject_split(f.sub_uri, self.settings.split, self.settings.split_seed) for f in order}
+            self._index = {"facts": facts, "order": [f.uuid for f in order], "labels": labels, "objects": objects,
+                           "split_of": split_of}
+        return self._index
+
+    def prompt(self, lang: str, fact: Fact) -> str:
+        """The template in ``lang`` with the subject filled in and the object slot kept."""
+        template = self.language_data(lang).templates[fact.relation]
+        sub_label = self.index["labels"][lang][fact.uuid][0]
+        return template.replace(SUBJECT_SLOT, sub_label).replace(OBJECT_SLOT, TARGET_SLOT)
+
+    # -- splits --------------------------------------------------------------------------------
+
+    def items(self, split: str) -> list[str]:
+        """uuids of ``split`` in (relation, lineid) order; at most ``options.limit`` (a stable choice)."""
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
+        index = self.index
+        uuids = [u for u in index["order"] if index["split_of"][u] == split]
+        limit = self.options.limit
+        if limit is not None and len(uuids) > limit:
+            rank = lambda u: hashlib.sha256(f"mlama-limit/{self.settings.split_seed}/{split}/{u}".encode()).hexdigest()  # noqa: E731
+            keep = set(sorted(uuids, key=rank)[:limit])
+            uuids = [u for u in uuids if u in keep]
+        return uuids
+
+    def split_sizes(self) -> dict[str, dict[str, int]]:
+        """Facts per split: linked facts (``facts``), and rows per selected language."""
+        index = self.index
+        out = {s: {"facts": 0} for s in SPLITS}
+        for u, s in index["split_of"].items():
+            out[s]["facts"] += 1
+        for lang in self.languages:
+            counts = Counter(index["split_of"][u] for u in index["labels"][lang])
+            for s in SPLITS:
+                out[s][lang] = counts.get(s, 0)
+        return out
+
+    # -- edits -----------------------------------------------------------------------------------
+
+    def _candidates(self, relation: str, langs: tuple[str, ...]) -> list[str]:
+        key = (relation, langs)
+        if key not in self._common:
+            objects = self.index["objects"]
+            common = set(objects[langs[0]].get(relation, {}))
+            for lang in langs[1:]:
+                common &= set(objects[lang].get(relation, {}))
+            self._common[key] = sorted(common)
+        return self._common[key]
+
+    def desired_object(self, fact: Fact, langs: list[str]) -> tuple[str | None, list[str]]:
+        """``(obj_uri, languages)``: a counterfactual object of the fact's relation available in every
+        one of ``langs`` (seeded by the fact). When no object other than the true one exists in all of
+        them, one available in the most languages is used and the languages lacking it are dropped."""
+        index = self.index
+        labels, objects = index["labels"], index["objects"]
+        rng = random.Random(f"mlama-edit/{self.options.seed}/{fact.uuid}")
+
+        def usable(obj: str, among: list[str]) -> bool:
+            return obj != fact.obj_uri and all(objects[l][fact.relation][obj] != labels[l][fact.uuid][1] for l in among)
+
+        pool = [o for o in self._candidates(fact.relation, tuple(langs)) if o != fact.obj_uri]
+        for _ in range(50):
+            if not pool:
+                break
+            obj = rng.choice(pool)
+            if usable(obj, langs):
+                return obj, list(langs)
+        pool = [o for o in pool if usable(o, langs)]
+        if pool:
+            return rng.choice(pool), list(langs)
+        coverage = Counter(o for l in langs for o in objects[l].get(fact.relation, {}) if o != fact.obj_uri)
+        for obj, _ in sorted(coverage.items(), key=lambda kv: (-kv[1], kv[0])):
+            among = [l for l in langs if obj in objects[l][fact.relation]]
+            if usable(obj, among):
+                return obj, among
+        return None, []
+
+    def edit_cases(self, split: str, *, predict: Predictor | None = None) -> list[EditCase]:
+        index = self.index
+        cases = []
+        for uuid in self.items(split):
+            fact = index["facts"][uuid]
+            present = [l for l in self.languages if uuid in index["labels"][l]]
+            new, langs = self.desired_object(fact, present)
+            if new is None:
+                continue  # a relation with a single object: no counterfactual exists
+            inputs = {l: Example(uuid, l, self.prompt(l, fact), index["objects"][l][fact.relation][new]) for l in langs}
+            meta = {
+                "relation": fact.relation, "lineid": fact.lineid, "sub_uri": fact.sub_uri,
+                "true_obj_uri": fact.obj_uri, "new_obj_uri": new,
+                "true_object": {l: index["labels"][l][uuid][1] for l in langs},
+            }
+            if len(langs) < len(present):
+                meta["dropped_languages"] = [l for l in present if l not in langs]
+            cases.append(EditCase(uuid, inputs, meta))
+        return cases
+
+    # -- locality ------------------------------------------------------------------------------
+
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Use the base model's tokenizer for the locality inputs' mask counts (called by the core
+        once the model is loaded, where the core supports it; see docs/datasets.md)."""
+        self._tokenizer = tokenizer
+        self._lengths = {}
+
+    def _resolve_tokenizer(self):
+        if self._tokenizer is None and self._tokenizer_spec is not None:
+            spec = self._tokenizer_spec
+            if isinstance(spec, (str, Path)):
+                from transformers import AutoTokenizer
+
+                path = Path(spec).expanduser()
+                try:
+                    spec = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else str(spec), local_files_only=True)
+                except (OSError, ValueError) as exc:
+                    raise UserError(f"mlama tokenizer '{self._tokenizer_spec}' could not be loaded ({exc}); pass a "
+                                    f"model directory") from None
+            self._tokenizer = spec
+        return self._tokenizer
+
+    def object_lengths(self, lang: str) -> list[int]:
+        """Word pieces of the object label of every fact of ``lang`` (the distribution k is drawn from)."""
+        if lang not in self._lengths:
+            data = self.language_data(lang)
+            labels = [row[5] for rows in data.facts.values() for row in rows]
+            unique = sorted(set(labels))
+            tokenizer = self._resolve_tokenizer()
+            if tokenizer is not None:
+                ids = tokenizer(unique, add_special_tokens=False)["input_ids"]
+                size = {label: max(1, len(x)) for label, x in zip(unique, ids)}
+            else:
+                size = {label: estimate_pieces(label) for label in unique}
+            self._lengths[lang] = [size[label] for label in labels]
+        return self._lengths[lang]
+
+    def locality_pool(self, split: str) -> dict[str, list[Example]]:
+        index = self.index
+        uuids = self.items(split)
+        pool: dict[str, list[Example]] = {}
+        for lang in self.languages:
+            lengths = self.object_lengths(lang)
+            mine = index["labels"][lang]
+            pool[lang] = [
+                Example(u, lang, self.prompt(lang, index["facts"][u]), None,
+                        n_masks=random.Random(f"mlama-locality/{self.options.seed}/{u}/{lang}").choice(lengths))
+                for u in uuids if u in mine
+            ]
+        return pool
+
+    def describe(self) -> dict[str, dict[str, int]]:
+        """Per language: rows of its fact files as read (``all``) and their subject split."""
+        out = {}
+        for lang in self.languages:
+            data = self.language_data(lang, keep=False)
+            counts = Counter(subject_split(row[2], self.settings.split, self.settings.split_seed)
+                             for rows in data.facts.values() for row in rows)
+            out[lang] = {"all": data.n_rows, **{s: counts.get(s, 0) for s in SPLITS}}
+        return out
+
+    # -- the raw model -----------------------------------------------------------------------------
+
+    def model_languages(self) -> list[str]:
+        """Languages the prepared model is pre-trained on: ``options.languages``, else the default
+        handful (those the release has)."""
+        if self.options.languages:
+            return self.languages
+        return [l for l in self.settings.model_languages if l in self._available] or self.languages[:6]
+
+    def model_key(self) -> dict:
+        return {"data": str(self.root), "languages": self.model_languages(), "seed": self.options.seed,
+                **self.settings.model_dict()}
+
+    def model_dir(self) -> Path:
+        return self.cache_dir / "mlama" / settings_key(self.model_key()) / "model"
+
+    def default_model(self) -> str:
+        from .base_model import find_prepared
+
+        found = find_prepared(self)
+        if found is None:
+            raise UserError(f"no prepared mLAMA model covers languages {', '.join(self.languages)}; build one with "
+                            f"`lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir} --langs "
+                            f"{','.join(self.model_languages())}` (a tiny BERT, a few minutes on CPU) or pass --model "
+                            f"bert-base-multilingual-cased")
+        return str(found)
+
+    def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
+        from .base_model import build_raw_model
+
+        return build_raw_model(self, out_dir, log=progress or print)

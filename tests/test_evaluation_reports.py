@@ -1,0 +1,325 @@
+"""Metrics, evaluation reports, figures, the training log, and the evaluate / edit / report /
+compare commands on the toy world (a tiny random masked LM saved to disk, edited by a test-local
+factor editor that takes one large gradient step)."""
+from __future__ import annotations
+
+import json
+import random
+from statistics import mean, stdev
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lime_toolkit import hookimpl
+from lime_toolkit.cli import cli
+from lime_toolkit.editor_api import FactorEditor
+from lime_toolkit.mask_api import MaskSetup
+from lime_toolkit.metrics import EditRecord, harmonic, summarise
+from lime_toolkit.plugin_manager import plugin_registered
+from lime_toolkit.reporting import eval_document, language_summaries, mean_result
+from lime_toolkit.tables import paper_table, to_markdown
+from lime_toolkit.testing import ToyDataset, tiny_masked_lm
+from lime_toolkit.train_log import JsonlLogger, Tee, logged_monitor, read_train_log
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def test_harmonic_hand_computed():
+    assert harmonic(0.0, 0.0) == 0.0  # acc + con = 0
+    assert harmonic(1.0, 0.0) == 0.0
+    assert harmonic(0.5, 0.5) == pytest.approx(0.5)
+    assert harmonic(0.6, 0.9) == pytest.approx(2 * 0.6 * 0.9 / 1.5)
+
+
+def test_summarise_hand_computed():
+    records = [
+        EditRecord("en", [("en", True), ("de", False)], [("en", True), ("de", True), ("en", False), ("de", True)]),
+        EditRecord("en", [("de", True)], [("en", True)]),
+        EditRecord("de", [("en", False)], [("de", False)]),  # acc = con = 0 for de
+    ]
+    m = summarise(records, ["en", "de", "fr"], ["en", "de"])
+    # en: acc 2/3, con 4/5; de: acc 0, con 0 -> succ 0; fr: no edits, left out of the macro average
+    assert m["per_language"]["en"] == pytest.approx({"acc": 2 / 3, "con": 4 / 5, "succ": harmonic(2 / 3, 4 / 5),
+                                                     "edits": 2})
+    assert m["per_language"]["de"] == {"acc": 0.0, "con": 0.0, "succ": 0.0, "edits": 1}
+    assert "fr" not in m["per_language"] and m["languages_without_edits"] == ["fr"]
+    assert m["acc"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["con"] == pytest.approx((4 / 5 + 0) / 2)
+    assert m["succ"] == pytest.approx(harmonic(1 / 3, 2 / 5))
+    per_edit = [harmonic(1 / 2, 3 / 4), harmonic(1.0, 1.0), harmonic(0.0, 0.0)]
+    assert m["succ_per_edit"] == pytest.approx(mean(per_edit))
+    assert m["succ_per_edit"] != pytest.approx(m["succ"])  # the two definitions differ
+    assert m["acc_matrix"] == {"en": {"en": 1.0, "de": 0.5}, "de": {"en": 0.0}, "fr": {}}
+    assert m["con_matrix"]["en"] == pytest.approx({"en": 2 / 3, "de": 1.0})
+    assert m["edits"] == 3
+
+
+def test_summarise_all_fail_gives_zero_succ():
+    m = summarise([EditRecord("en", [("en", False)], [("en", False)])], ["en"], ["en"])
+    assert (m["acc"], m["con"], m["succ"], m["succ_per_edit"]) == (0.0, 0.0, 0.0, 0.0)
+
+
+def random_records(seed: int, langs=("en", "de", "fr"), n=40) -> list[EditRecord]:
+    rng = random.Random(seed)
+    return [EditRecord(rng.choice(langs), [(rng.choice(langs), rng.random() < 0.7)],
+                       [(rng.choice(langs), rng.random() < 0.9) for _ in range(4)]) for _ in range(n)]
+
+
+def test_matrix_and_macro_averages_agree():
+    langs = ["en", "de", "fr"]
+    records = random_records(1)
+    m = summarise(records, langs, langs)
+    for metric in ("acc", "con"):
+        kind = "updates" if metric == "acc" else "retains"
+        for le in m["per_language"]:
+            counts = {l: sum(1 for r in records if r.edit_lang == le for x, _ in getattr(r, kind) if x == l)
+                      for l in langs}
+            row = m[f"{metric}_matrix"][le]
+            pooled = sum(counts[l] * row[l] for l in row) / sum(counts.values())
+            assert pooled == pytest.approx(m["per_language"][le][metric])
+        assert m[metric] == pytest.approx(mean(v[metric] for v in m["per_language"].values()))
+    s = language_summaries(m, langs)
+    for l, v in s["per_eval_language"].items():
+        column = [row[l] for row in m["acc_matrix"].values() if l in row]
+        assert v["acc"]["mean"] == pytest.approx(mean(column))
+        assert v["acc"]["spread"] == pytest.approx(max(column) - min(column))
+    succs = [v["succ"] for v in m["per_language"].values()]
+    assert s["across_edit_languages"]["succ"]["spread"] == pytest.approx(max(succs) - min(succs))
+
+
+def test_mean_over_seeds_and_document():
+    langs = ["en", "de", "fr"]
+    results = {s: summarise(random_records(s), langs, langs) for s in (0, 1)}
+    doc = eval_document(results, {"edit_langs": langs, "eval_langs": langs})
+    assert doc["acc"] == pytest.approx(mean(r["acc"] for r in results.values()))
+    assert doc["std"]["succ"] == pytest.approx(stdev(r["succ"] for r in results.values()))
+    assert doc["acc_matrix"]["en"]["de"] == pytest.approx(mean(r["acc_matrix"]["en"]["de"] for r in results.values()))
+    assert mean_result([results[0]]) is results[0]
+    assert set(doc["per_seed"]) == {"0", "1"} and doc["setting"]["seeds"] == [0, 1]
+
+
+def test_paper_table_mean_and_std():
+    def metrics(seed, acc, masks="l0", train="all"):
+        return {"acc": acc, "con": 0.9, "succ": harmonic(acc, 0.9), "succ_per_edit": 0.5,
+                "setting": {"dataset": "demo", "editor": "mend", "masks": masks, "train_langs": train, "seed": seed,
+                            "split": "test", "edit_langs": ["en", "de"], "eval_langs": ["en", "de"]}}
+
+    rows = paper_table([metrics(0, 0.8), metrics(1, 0.9), metrics(2, 1.0), metrics(0, 0.5, "none", "en")])
+    assert len(rows) == 2
+    assert rows[0]["acc"]["mean"] == pytest.approx(0.9) and rows[0]["acc"]["std"] == pytest.approx(0.1)
+    assert rows[0]["seeds"] == [0, 1, 2] and rows[0]["evaluation"] == "all -> all"
+    assert rows[1]["acc"] == {"mean": 0.5, "std": 0.0, "n": 1}
+    md = to_markdown(rows)
+    assert "90.00 ± 10.00" in md and "en only" in md and md.count("\n") == 4
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+def _check_written(paths):
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].stat().st_size > 1000 and b"<svg" in paths[1].read_bytes()[:2000]
+
+
+def test_figures_written(tmp_path):
+    from lime_toolkit import figures
+
+    langs = ["en", "de", "fr"]
+    a, b = summarise(random_records(2), langs, langs), summarise(random_records(3), langs, langs)
+    _check_written(figures.succ_distribution([("run a", a), ("run b", b)], tmp_path / "succ"))
+    _check_written(figures.matrix_heatmap(a["acc_matrix"], tmp_path / "acc", "acc"))
+    log = [{"event": "step", "step": s, "loss": 1 / s, "rel": 2 / s, "loc": 0.1, "mask": 0.5} for s in range(1, 30)]
+    log += [{"event": "validation", "step": 10, "acc": 0.5, "con": 0.9, "succ": 0.64, "improved": True}]
+    _check_written(figures.training_curves(log, tmp_path / "curves", smooth=5))
+    vectors = {l: torch.randn(300).numpy() for l in langs}
+    _check_written(figures.mask_similarity_heatmap(vectors, tmp_path / "masks"))
+
+
+def test_mask_similarity_top_dimensions():
+    from lime_toolkit import figures
+    from lime_toolkit_plugins.masks.strategies import L0Masks
+
+    torch.manual_seed(0)
+    masks = L0Masks(MaskSetup({"w": (60, 40)}, ["en", "de"], {}))
+    vectors = figures.language_mask_vectors(masks, ["en", "de"], ["w"])
+    assert vectors["en"].shape == (100,)  # in + out values concatenated
+    v = {"en": vectors["en"].copy(), "de": vectors["de"].copy()}
+    v["en"][7] = 50.0  # en's top-1% dimension (1 of 100)
+    v["de"][7] = -50.0
+    langs, sim = figures.mask_similarity(v, fraction=0.01, select="value")
+    assert figures.top_dimensions(v["en"], 0.01).tolist() == [7]
+    assert sim[0, 0] == pytest.approx(1.0) and sim[0, 1] == pytest.approx(-1.0)  # 1-d restriction: sign
+    _, full = figures.mask_similarity(v, fraction=None)
+    assert full == pytest.approx(full.T) and full[0, 1] < 0
+    assert figures.language_mask_vectors(None, ["en"]) == {}
+
+
+# -- training log ----------------------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def on_step(self, step, terms, steps_per_s):
+        self.events.append(("step", step))
+
+    def on_validation(self, step, metrics, improved):
+        self.events.append(("val", step))
+
+    def on_edit(self):
+        self.events.append(("edit",))
+
+
+def test_train_log_tee_and_resume(tmp_path):
+    inner = Recorder()
+    monitor = logged_monitor(tmp_path, inner)
+    for step in range(1, 5):
+        monitor.on_step(step, {"loss": torch.tensor(1.0 / step), "rel": 2.0}, 3.0)
+    monitor.on_validation(4, {"acc": 0.5, "con": 1.0, "succ": 2 / 3, "per_language": {}}, True)
+    monitor.on_edit()
+    assert inner.events[-2:] == [("val", 4), ("edit",)]
+    records = read_train_log(tmp_path)
+    assert [r["event"] for r in records] == ["step"] * 4 + ["validation"]
+    assert records[1]["loss"] == pytest.approx(0.5) and records[-1]["succ"] == pytest.approx(2 / 3)
+    assert "per_language" not in records[-1]
+    # resume from a checkpoint at step 2: later lines are dropped, new ones appended
+    last = tmp_path / "checkpoints" / "last"
+    last.mkdir(parents=True)
+    (last / "state.json").write_text(json.dumps({"step": 2}))
+    resumed = logged_monitor(tmp_path, Recorder())
+    assert isinstance(resumed, Tee)
+    resumed.on_step(3, {"loss": 9.0}, 1.0)
+    assert [(r["event"], r["step"]) for r in read_train_log(tmp_path)] == [("step", 1), ("step", 2), ("step", 3)]
+    JsonlLogger(tmp_path / "train_log.jsonl")  # a fresh run starts an empty log
+    assert read_train_log(tmp_path) == []
+
+
+# -- commands on the toy world ------------------------------------------------------------------------
+
+class OneBigStep(FactorEditor):
+    """W' = W − 300·∇W: strong enough to make any toy edit in its own language."""
+
+    trainable = False
+
+    def transform(self, name, x, delta, ctx):
+        return x, delta
+
+    def step_size(self, name):
+        return 300.0
+
+
+class ToyPlugin:
+    @hookimpl
+    def register_datasets(self, register):
+        register("toy", ToyDataset, "toy facts")
+
+    @hookimpl
+    def register_editors(self, register):
+        register("one-big-step", OneBigStep, "identity transform, step 300")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    model, tokenizer = tiny_masked_lm()
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    with plugin_registered(ToyPlugin(), "test-evaluation-reports"):
+        yield root
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of a rich table printed by a command, as lists of cell texts."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(toy):
+    out = toy / "run"
+    invoke("train", "--editor", "one-big-step", "--masks", "none", "--dataset", "toy", "--model", toy / "model",
+           "--device", "cpu", "--out", out, "--quiet")
+    assert (out / "metrics.json").is_file() and (out / "config.yaml").is_file()
+    return out
+
+
+def test_evaluate_command_writes_documents(toy, run_dir):
+    path = toy / "table1.json"
+    output = invoke("evaluate", run_dir, "--edit-langs", "en", "--eval-langs", "all", "--n-update", "0",
+                    "--seeds", "0,1", "--json", path)
+    doc = json.loads(path.read_text())
+    for key in ("acc", "con", "succ", "succ_per_edit"):
+        assert 0.0 <= doc[key] <= 1.0
+    assert list(doc["acc_matrix"]) == ["en"] and set(doc["acc_matrix"]["en"]) == {"en", "de"}
+    assert doc["acc_matrix"]["en"]["en"] == 1.0  # the strong editor makes every edit in its own language
+    assert all(0.0 <= v <= 1.0 for m in ("acc_matrix", "con_matrix") for row in doc[m].values() for v in row.values())
+    assert doc["setting"]["seeds"] == [0, 1] and doc["setting"]["n_update"] == 0
+    for ext in ("json", "csv", "md"):
+        assert (run_dir / "eval" / f"test_en-to-all_u0.{ext}").stat().st_size > 0
+    assert "macro average" in output and "succ_per_edit" in output
+    # the default setting reproduces what train wrote to metrics.json
+    invoke("evaluate", run_dir, "--json", toy / "default.json")
+    again, metrics = json.loads((toy / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
+    assert {k: again[k] for k in ("acc", "con", "succ", "acc_matrix")} == {k: metrics[k] for k in
+                                                                          ("acc", "con", "succ", "acc_matrix")}
+
+
+def test_edit_command_and_saved_model(toy, run_dir):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    saved = toy / "edited"
+    output = invoke("edit", run_dir, "--input", "gert lives in [MASK] .", "--target", "rome", "--lang", "en",
+                    "--save", saved)
+    rows = table_rows(output)
+    assert rows[0][:4] == ["edit", "en", "gert lives in [MASK] .", "rome"] and rows[0][-1] == "took"
+    assert rows[1][:4] == ["parallel", "de", "gert wohnt in [MASK] .", "romee"]  # the parallel item, its target
+    assert [r[0] for r in rows[2:]] == ["unrelated"] * 3
+    model = AutoModelForMaskedLM.from_pretrained(saved).eval()
+    tokenizer = AutoTokenizer.from_pretrained(saved)
+    enc = tokenizer("gert lives in [MASK] .", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    at = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]
+    assert tokenizer.decode([int(logits[0, at].argmax())]).strip() == "rome"
+    base = AutoModelForMaskedLM.from_pretrained(toy / "model").eval()
+    with torch.no_grad():
+        assert tokenizer.decode([int(base(**enc).logits[0, at].argmax())]).strip() != "rome"
+
+
+def test_edit_unknown_item_says_so(run_dir):
+    output = invoke("edit", run_dir, "--input", "[MASK] lives in paris .", "--target", "anna", "--lang", "en")
+    assert "no parallel item found" in output
+
+
+def test_report_and_compare(toy, run_dir):
+    output = invoke("report", run_dir)
+    page = (run_dir / "report.html").read_text()
+    assert output.strip().endswith("report.html")
+    assert page.count("data:image/png;base64,") >= 3 and "<table>" in page
+    assert 'src="http' not in page  # nothing to fetch: readable offline
+    md = toy / "table.md"
+    invoke("compare", run_dir, run_dir, "--markdown", md, "--json", toy / "table.json")
+    rows = json.loads((toy / "table.json").read_text())
+    assert len(rows) == 1 and rows[0]["runs"] == 2 and rows[0]["succ"]["std"] == 0.0
+    assert "one-big-step" in md.read_text()
+    invoke("compare", run_dir, "--eval", "test_en-to-all_u0")
+
+
+def test_parse_user_input():
+    from lime_toolkit.errors import UserError
+    from lime_toolkit.single_edit import parse_input
+
+    assert parse_input("anna lives in [MASK] .", "masked-lm") == "anna lives in [Y] ."
+    assert parse_input("anna lives in [MASK] [MASK][MASK] .", "masked-lm") == "anna lives in [Y] ."
+    assert parse_input("anna lives in [Y] .", "masked-lm") == "anna lives in [Y] ."
+    for bad in ("[MASK] lives in [MASK] .", "no slot here", "[MASK] and [Y]"):
+        with pytest.raises(UserError):
+            parse_input(bad, "masked-lm")
+    assert parse_input("A man sleeps. ||| A person rests.", "classification") == ("A man sleeps.", "A person rests.")
+    assert parse_input("just a text", "classification") == "just a text"

@@ -1,0 +1,301 @@
+"""The xnli dataset: sources (jsonl, XNLI-1.0 TSV, hub fail-fast), parallelism, labels, the
+premise-group split, test edits from the raw model's errors, errors that name file and line.
+
+Small fixtures are written into tmp_path; the real shared copy (../shared/data/xnli, or
+$LIME_TOOLKIT_SHARED_DATA/xnli) is used when present and skipped with a reason otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lime_toolkit.data import CLASSIFICATION, SPLITS
+from lime_toolkit.dataset_api import DatasetOptions
+from lime_toolkit.errors import UserError
+from lime_toolkit_plugins.xnli.dataset import XnliDataset
+from lime_toolkit_plugins.xnli.reader import LABELS
+
+
+def shared_data() -> Path:
+    env = os.environ.get("LIME_TOOLKIT_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+REAL = shared_data() / "xnli"
+needs_real = pytest.mark.skipif(not (REAL / "en" / "dev.jsonl").is_file(),
+                                reason=f"the shared XNLI copy is not at {REAL} (set LIME_TOOLKIT_SHARED_DATA)")
+
+PREMISES = {
+    "en": ["The cat sat on the mat.", "It rained all day.", "She bought a new car.", "They won the game.",
+           "He reads every night.", "The shop closed early."],
+    "de": ["Die Katze saß auf der Matte.", "Es regnete den ganzen Tag.", "Sie kaufte ein neues Auto.",
+           "Sie gewannen das Spiel.", "Er liest jeden Abend.", "Der Laden schloss früh."],
+}
+HYPOTHESES = {"en": ["An animal is resting.", "Nothing happened.", "Something is true."],
+              "de": ["Ein Tier ruht.", "Nichts geschah.", "Etwas stimmt."]}
+
+
+def write_jsonl_fixture(root: Path, langs=("de", "en"), splits=("dev",)) -> Path:
+    """6 premises x 3 hypotheses per language, labels cycling entailment/neutral/contradiction."""
+    for lang in langs:
+        (root / lang).mkdir(parents=True, exist_ok=True)
+        for split in splits:
+            with open(root / lang / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+                for p, premise in enumerate(PREMISES[lang]):
+                    for h, hypothesis in enumerate(HYPOTHESES[lang]):
+                        idx = 3 * p + h
+                        fh.write(json.dumps({"idx": idx, "premise": f"{premise} ({split})", "hypothesis": hypothesis,
+                                             "label": LABELS[(p + h) % 3]}, ensure_ascii=False) + "\n")
+    return root
+
+
+TSV_HEADER = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
+              "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre", "label1", "label2", "label3",
+              "label4", "label5", "sentence1_tokenized", "sentence2_tokenized", "match"]
+
+
+def write_tsv_fixture(root: Path) -> Path:
+    """The XNLI-1.0 layout: one row per language and pair; texts hold quote characters."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n_premises in (("dev", 4), ("test", 2)):
+        lines = ["\t".join(TSV_HEADER)]
+        for lang in ("en", "de"):
+            for p in range(n_premises):
+                for h in range(3):
+                    pair = f"{split}{3 * p + h}"
+                    premise = f'{PREMISES[lang][p]} He said "yes" ({split})'
+                    fields = {c: "x" for c in TSV_HEADER}
+                    fields.update(language=lang, gold_label=LABELS[(p + h) % 3], sentence1=premise,
+                                  sentence2=f'"{HYPOTHESES[lang][h]}', promptID=str(p), pairID=pair, match="True")
+                    lines.append("\t".join(fields[c] for c in TSV_HEADER))
+        (root / f"xnli.{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def dataset(data_dir, tmp_path, **kw) -> XnliDataset:
+    extra = kw.pop("extra", {})
+    return XnliDataset(DatasetOptions(data_dir=data_dir, cache_dir=tmp_path / "cache", extra=extra, **kw))
+
+
+def const_predictor(label: int):
+    return lambda examples: [label] * len(examples)
+
+
+# -- jsonl fixture --------------------------------------------------------------------------------
+
+
+def test_jsonl_languages_labels_and_parallel_cases(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+    assert ds.task == CLASSIFICATION and ds.num_labels == 3
+    assert ds.languages == ["en", "de"]  # the paper's order, not the directory's
+    assert ds.describe() == {"en": {"dev": 18}, "de": {"dev": 18}}
+    seen = set()
+    for split in SPLITS:
+        for case in ds.edit_cases(split, predict=const_predictor(0)):
+            assert case.id not in seen
+            seen.add(case.id)
+            assert set(case.inputs) <= {"en", "de"}
+            targets = {ex.target for ex in case.inputs.values()}
+            assert len(targets) == 1 and targets <= {0, 1, 2}
+            assert all(ex.id == case.id and isinstance(ex.text, tuple) and len(ex.text) == 2
+                       for ex in case.inputs.values())
+    # the German input of a case is the German version of the same pair
+    case = ds.edit_cases("train")[0]
+    pid = int(case.id.split("-")[1])
+    assert case.inputs["de"].text[0].startswith(PREMISES["de"][pid // 3])
+    assert case.inputs["en"].text[0].startswith(PREMISES["en"][pid // 3])
+
+
+def test_gold_labels_map_to_hugging_face_ids(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+    rows = ds.table.rows["dev"]["en"]
+    assert [rows[str(i)][2] for i in range(3)] == [0, 1, 2]  # entailment, neutral, contradiction
+    cases = ds.edit_cases("test", predict=const_predictor(-1))  # wrong everywhere
+    for case in cases:
+        idx = int(case.id.split("-")[1])
+        assert case.meta["gold"] == (idx // 3 + idx % 3) % 3
+        assert all(ex.target == case.meta["gold"] for ex in case.inputs.values())
+
+
+def test_split_keeps_premise_groups_together(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+    premise_of = {}
+    for split in SPLITS:
+        for case in ds.edit_cases(split, predict=const_predictor(0)):
+            premise_of.setdefault(case.inputs["en"].text[0], set()).add(split)
+    assert all(len(s) == 1 for s in premise_of.values())
+    sizes = ds.split_sizes()
+    assert sum(sizes.values()) == 18 and all(v % 3 == 0 for v in sizes.values())
+    assert all(sizes[s] > 0 for s in SPLITS)
+    # the split does not move with the language selection
+    de_only = dataset(tmp_path / "x", tmp_path, languages=["de"])
+    assert [c.id for c in de_only.edit_cases("train")] == [c.id for c in ds.edit_cases("train")]
+
+
+def test_test_edits_are_raw_model_errors_per_language(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+
+    def wrong_in_german(examples):  # right in English, wrong in German
+        return [ds.table.rows["dev"][ex.lang][ex.id.split("-", 1)[1]][2] if ex.lang == "en" else
+                (ds.table.rows["dev"][ex.lang][ex.id.split("-", 1)[1]][2] + 1) % 3 for ex in examples]
+
+    cases = ds.edit_cases("test", predict=wrong_in_german)
+    assert cases and len(cases) == ds.split_sizes()["test"]
+    for case in cases:
+        assert case.meta["wrong_in"] == ["de"] and case.meta["edit_langs"] == ["de"]
+        assert set(case.inputs) == {"en", "de"}  # every language carries the gold label for updates
+        if hasattr(case, "edit_langs"):
+            assert tuple(case.edit_langs) == ("de",)
+    right = const_predictor(None)
+    assert ds.edit_cases("test", predict=lambda exs: [ds.table.rows["dev"][e.lang][e.id.split("-", 1)[1]][2]
+                                                      for e in exs]) == []
+    with pytest.raises(UserError, match="predict"):
+        ds.edit_cases("test")
+    del right
+
+
+def test_random_edit_labels_seeded_and_exclude_current(tmp_path):
+    data = write_jsonl_fixture(tmp_path / "x")
+    a = [c.inputs["en"].target for c in dataset(data, tmp_path, seed=1).edit_cases("train")]
+    b = [c.inputs["en"].target for c in dataset(data, tmp_path, seed=1).edit_cases("train")]
+    assert a == b
+    ds = dataset(data, tmp_path, extra={"exclude_current": "true"})
+    for case in ds.edit_cases("train", predict=const_predictor(2)):
+        assert case.inputs["en"].target != 2
+    with pytest.raises(UserError, match="exclude_current"):
+        ds.edit_cases("train")
+
+
+def test_locality_pool_and_limit(tmp_path):
+    data = write_jsonl_fixture(tmp_path / "x")
+    ds = dataset(data, tmp_path, limit=2)
+    cases = ds.edit_cases("train")
+    assert len(cases) == 2
+    assert [c.id for c in dataset(data, tmp_path, limit=2).edit_cases("train")] == [c.id for c in cases]
+    pool = ds.locality_pool("train")
+    assert set(pool) == {"en", "de"} and all(len(v) == 2 for v in pool.values())
+    assert all(ex.target is None for v in pool.values() for ex in v)
+
+
+def test_pairs_encode_as_text_pairs(tmp_path):
+    from lime_toolkit.encoding import encode_examples
+    from lime_toolkit_plugins.xnli.base_model import train_wordpiece
+
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+    tokenizer = train_wordpiece([t for lang in PREMISES for t in PREMISES[lang] + HYPOTHESES[lang]], 300)
+    case = ds.edit_cases("train")[0]
+    batch = encode_examples(tokenizer, list(case.inputs.values()), CLASSIFICATION)
+    assert batch.labels.tolist() == [ex.target for ex in case.inputs.values()]
+    assert (batch.inputs["token_type_ids"].sum(1) > 0).all()  # the hypothesis is the second segment
+
+
+def test_parsed_table_is_cached(tmp_path):
+    data = write_jsonl_fixture(tmp_path / "x")
+    dataset(data, tmp_path).describe()
+    cached = list((tmp_path / "cache" / "xnli" / "parsed").glob("*.json"))
+    assert len(cached) == 1
+    # a changed file is read again
+    with open(data / "en" / "dev.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"idx": 99, "premise": "p", "hypothesis": "h", "label": "neutral"}) + "\n")
+    assert dataset(data, tmp_path).describe()["en"]["dev"] == 19
+
+
+# -- TSV release ----------------------------------------------------------------------------------
+
+
+def test_tsv_release_with_dev_and_test(tmp_path):
+    ds = dataset(write_tsv_fixture(tmp_path / "XNLI-1.0"), tmp_path)
+    assert ds.source == "tsv"
+    assert ds.languages == ["en", "de"]
+    assert ds.describe() == {"en": {"dev": 12, "test": 6}, "de": {"dev": 12, "test": 6}}
+    # quotes inside the text survive (no csv quoting)
+    row = ds.table.rows["dev"]["en"]["dev0"]
+    assert row[0].endswith('He said "yes" (dev)') and row[1].startswith('"')
+    # dev -> train/dev, the test file -> test
+    sizes = ds.split_sizes()
+    assert sizes["test"] == 6 and sizes["train"] + sizes["dev"] == 12
+    cases = ds.edit_cases("test", predict=const_predictor(-1))
+    assert all(c.id.startswith("test-") and c.inputs["en"].text[0].endswith("(test)") for c in cases)
+    # the data dir may also be the folder above XNLI-1.0
+    assert dataset(tmp_path, tmp_path).source == "tsv"
+
+
+def test_tsv_malformed_row_names_file_and_line(tmp_path):
+    root = write_tsv_fixture(tmp_path / "XNLI-1.0")
+    path = root / "xnli.dev.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].rsplit("\t", 2)[0]  # two fields short
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"xnli\.dev\.tsv:4: malformed"):
+        dataset(root, tmp_path).describe()
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_malformed_jsonl_rows_name_file_and_line(tmp_path):
+    data = write_jsonl_fixture(tmp_path / "x")
+    path = data / "de" / "dev.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] = json.dumps({"idx": 2, "premise": "p", "hypothesis": "h", "label": "maybe"})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"de/dev\.jsonl:3: malformed XNLI row: label 'maybe'"):
+        dataset(data, tmp_path).describe()
+    lines[2] = "{not json"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"de/dev\.jsonl:3: malformed XNLI row: not JSON"):
+        dataset(data, tmp_path).describe()
+
+
+def test_missing_directory_and_language(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        dataset(tmp_path / "nowhere", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no XNLI data found"):
+        dataset(tmp_path / "empty", tmp_path)
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path, languages=["en", "fr"])
+    with pytest.raises(UserError, match=r"no language\(s\) fr .*available: en, de"):
+        ds.languages
+
+
+def test_hub_offline_fails_fast_with_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    ds = dataset(None, tmp_path, languages=["en"])
+    assert ds.source == "hf"
+    with pytest.raises(UserError) as err:
+        ds.languages
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE" in message and "--data-dir" in message and "\n" not in message
+
+
+def test_default_model_says_how_to_prepare(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
+    with pytest.raises(UserError, match="prepare-base --dataset xnli"):
+        ds.default_model()
+
+
+# -- the real shared copy -------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+@needs_real
+def test_real_xnli_counts_parallelism_and_split(tmp_path):
+    ds = XnliDataset(DatasetOptions(data_dir=REAL, cache_dir=tmp_path))
+    counts = ds.describe()
+    assert list(counts) == ["en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
+    assert all(v == {"dev": 2490} for v in counts.values())
+    sizes = ds.split_sizes()
+    assert sum(sizes.values()) == 2490 and all(v % 3 == 0 for v in sizes.values())
+    groups = {s: {ds._group_of("dev", pid) for pid in ds.items(s)[1]} for s in SPLITS}
+    assert not (groups["train"] & groups["dev"]) and not (groups["train"] & groups["test"]) \
+        and not (groups["dev"] & groups["test"])
+    case = ds.edit_cases("dev")[0]
+    assert len(case.inputs) == 15 and len({ex.target for ex in case.inputs.values()}) == 1
+    tests = ds.edit_cases("test", predict=const_predictor(0))
+    assert all(c.meta["gold"] != 0 and c.meta["edit_langs"] == list(counts) for c in tests)
