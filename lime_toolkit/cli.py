@@ -244,6 +244,30 @@ def compare(run_dirs, eval_name, md_path, json_path, per_edit):
     run_compare(run_dirs, eval_name, md_path, json_path, per_edit)
 
 
+@cli.command()
+@click.option("--table", type=int, help="The paper's grid: 1 (en -> all; en-only vs all-language training) "
+              "or 2 (all -> all; with and without masks).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="A YAML grid file instead (keys: "
+              "editors, train_langs, masks, seeds, eval, base).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Base run configuration (YAML).")
+@click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
+@click.option("--out", "out_dir", default="runs/grid", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dataset", help="Dataset for every run.")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--model", help="Base model for every run.")
+@click.option("--max-steps", type=int, help="Optimiser steps per run.")
+@click.option("--quiet", is_flag=True)
+def grid(table, grid_file, config_path, seeds, out_dir, quiet, **flags):
+    """Train and evaluate editors x training languages x masks x seeds; runs already finished are
+    skipped; writes one table (mean ± std over seeds) as markdown and JSON."""
+    from .cli_grid import run_grid
+
+    overrides = {"dataset": flags["dataset"], "data_dir": flags["data_dir"], "model": flags["model"],
+                 "train.max_steps": flags["max_steps"]}
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    run_grid(table, grid_file, config_path, seed_list, out_dir, overrides, console(quiet), quiet)
+
+
 def main(argv=None) -> None:
     from .plugin_manager import get_plugin_manager
 

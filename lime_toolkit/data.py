@@ -50,11 +50,19 @@ class EditCase:
 
     ``inputs`` maps language -> example whose ``target`` is the desired (edited) prediction in that
     language. ``meta`` is free-form information for reports (relation, true object ...).
+    ``edit_langs`` restricts the languages in which the case may be the *edit* input (``None``: every
+    language of ``inputs``); the other languages' inputs still serve as update inputs. XNLI's test
+    edits use it: a pair is edited only in the languages where the raw model gets it wrong.
     """
 
     id: str
     inputs: dict[str, Example]
     meta: dict = field(default_factory=dict, compare=False)
+    edit_langs: tuple[str, ...] | None = None
+
+    def can_edit_in(self, lang: str) -> bool:
+        """Whether ``lang`` may be this case's edit language."""
+        return lang in self.inputs and (self.edit_langs is None or lang in self.edit_langs)
 
     @property
     def languages(self) -> list[str]:

@@ -67,6 +67,11 @@ class Dataset(ABC):
         a model (the demo does); raises :class:`lime_toolkit.errors.UserError` saying how to get one
         when none is available."""
 
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Called by the core with the base model's tokenizer once it is loaded, before any
+        ``edit_cases`` / ``locality_pool`` call of a run (mLAMA counts its locality inputs' masks in
+        this tokenizer's word pieces). Optional: the default ignores it."""
+
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
         """Build the raw model for this dataset (``lime-toolkit prepare-base``); returns its
         directory. Optional: the default says the dataset has no such step."""

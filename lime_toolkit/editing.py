@@ -61,7 +61,9 @@ class EditingSystem(nn.Module):
             return self.editor.edit(base, ctx)
         if not isinstance(self.editor, FactorEditor):
             raise UserError(f"editor {type(self.editor).__name__} is neither a FactorEditor nor a FullEditor")
-        _, factors = capture_factors(self.model, batch, base, create_graph=self.editor.second_order)
+        # evaluation runs under no_grad: no second-order graph is needed there
+        second_order = self.editor.second_order and torch.is_grad_enabled()
+        _, factors = capture_factors(self.model, batch, base, create_graph=second_order)
         edited = {}
         for name, (x, delta) in factors.items():
             if self.masks is not None:

@@ -73,7 +73,7 @@ def count_edits(cases, settings: EvalSettings) -> int:
     """How many edits :func:`evaluate` will make (for progress bars)."""
     total = 0
     for lang in settings.edit_langs:
-        n = sum(1 for c in cases if lang in c.inputs)
+        n = sum(1 for c in cases if c.can_edit_in(lang))
         total += n if settings.max_edits is None else min(n, settings.max_edits)
     return total
 

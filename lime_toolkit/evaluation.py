@@ -61,7 +61,7 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
     records = []
     try:
         for lang in settings.edit_langs:
-            mine = [c for c in cases if lang in c.inputs]
+            mine = [c for c in cases if c.can_edit_in(lang)]
             if settings.max_edits is not None:
                 mine = mine[: settings.max_edits]
             for case in mine:

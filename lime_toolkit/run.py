@@ -102,6 +102,7 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
     model_name = config.get("model") or dataset.default_model()
     attn = "eager" if getattr(editor_cls, "second_order", False) else None
     model, tokenizer = load_model(str(model_name), dataset.task, dataset.num_labels, attn_implementation=attn)
+    dataset.bind_tokenizer(tokenizer)
     model.to(device)
     names = editable_parameters(model, config["edit"]["params"], int(config["edit"]["last_n_layers"]))
     weights = dict(model.named_parameters())

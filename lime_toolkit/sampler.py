@@ -52,7 +52,7 @@ class CrossLingualSampler:
     def __init__(self, cases: list[EditCase], pool: dict[str, list[Example]], roles: LanguageRoles,
                  n_retain: int = 1, seed: int = 0):
         self.roles, self.n_retain, self.seed = roles, n_retain, seed
-        self.by_lang = {l: [c for c in cases if l in c.inputs] for l in roles.edit}
+        self.by_lang = {l: [c for c in cases if c.can_edit_in(l)] for l in roles.edit}
         empty = [l for l, cs in self.by_lang.items() if not cs]
         if empty:
             raise UserError(f"no edit cases in language(s) {', '.join(empty)}; choose other languages")

@@ -197,7 +197,8 @@ def lime_rescale(monkeypatch):
     import lime_rescale
 
     yield lime_rescale
-    sys.modules.pop("lime_rescale", None)
+    for name in [m for m in sys.modules if m == "lime_rescale" or m.startswith("lime_rescale.")]:
+        del sys.modules[name]
 
 
 def test_example_plugin_provides_every_kind_of_component(lime_rescale):

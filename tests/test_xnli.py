@@ -149,12 +149,10 @@ def test_test_edits_are_raw_model_errors_per_language(tmp_path):
         assert set(case.inputs) == {"en", "de"}  # every language carries the gold label for updates
         if hasattr(case, "edit_langs"):
             assert tuple(case.edit_langs) == ("de",)
-    right = const_predictor(None)
     assert ds.edit_cases("test", predict=lambda exs: [ds.table.rows["dev"][e.lang][e.id.split("-", 1)[1]][2]
                                                       for e in exs]) == []
     with pytest.raises(UserError, match="predict"):
         ds.edit_cases("test")
-    del right
 
 
 def test_random_edit_labels_seeded_and_exclude_current(tmp_path):

@@ -40,17 +40,19 @@ class DemoSettings:
 
     vocab_size: int = 2000
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
-    intermediate_size: int = 512
+    intermediate_size: int = 256
 
-    max_epochs: int = 60
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    random_mask_prob: float = 0.1  # extra masking of non-object tokens, as in BERT pre-training
-    code_switch: float = 0.5  # share of code-switched sentences (subject in another script) per epoch
-    target_recall: float = 0.99  # stop early once every language recalls this share of facts
-    eval_every: int = 2  # epochs between recall measurements
+    max_epochs: int = 28
+    batch_size: int = 64
+    learning_rate: float = 4e-3
+    warmup: float = 0.1  # share of the steps spent warming the learning rate up
+    random_mask_prob: float = 0.05  # extra masking of non-object tokens, as in BERT pre-training
+    code_switch: float = 0.2  # code-switched sentences (subject in another script) per epoch, per native one
+    replay: float = 0.3  # extra rows per epoch, per native one, drawn from the facts still missed
+    target_recall: float = 0.98  # stop early once every language recalls this share of facts
+    eval_every: int = 2  # epochs between recall measurements (second half of the run only)
     builder_version: int = 1
 
     @classmethod

@@ -8,6 +8,7 @@ an interrupted build never leaves a model directory that a later run would load.
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -30,19 +31,20 @@ RECALL_FILE = "recall.json"
 Log = Callable[[str], None]
 
 
-def demo_cache_dir(settings: DemoSettings) -> Path:
-    """``cache_root()/demo/<settings key>``: everything built for these settings."""
-    return cache_root() / "demo" / settings_key(settings.key_dict())
+def demo_cache_dir(settings: DemoSettings, *, root: Path | None = None) -> Path:
+    """``<root>/demo/<settings key>``: everything built for these settings. ``root`` defaults to
+    the toolkit's :func:`~lime_toolkit.cache.cache_root`."""
+    return Path(root or cache_root()) / "demo" / settings_key(settings.key_dict())
 
 
-def demo_model_dir(settings: DemoSettings) -> Path:
+def demo_model_dir(settings: DemoSettings, *, root: Path | None = None) -> Path:
     """Where the model for ``settings`` lives once built (it may not exist yet)."""
-    return demo_cache_dir(settings) / "model"
+    return demo_cache_dir(settings, root=root) / "model"
 
 
-def is_built(settings: DemoSettings) -> bool:
+def is_built(settings: DemoSettings, *, root: Path | None = None) -> bool:
     """Whether a complete model for ``settings`` is in the cache."""
-    return (demo_model_dir(settings) / RECALL_FILE).is_file()
+    return (demo_model_dir(settings, root=root) / RECALL_FILE).is_file()
 
 
 # -- tokenizer ----------------------------------------------------------------------------------
@@ -69,13 +71,12 @@ def train_tokenizer(corpus: DemoCorpus) -> BertTokenizer:
     return BertTokenizer(vocab=tok.get_vocab(), do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
 
 
-def demo_tokenizer(settings: DemoSettings) -> BertTokenizer:
+def demo_tokenizer(settings: DemoSettings, *, root: Path | None = None) -> BertTokenizer:
     """The tokenizer for ``settings``: the built model's if there is one, else a cached (or newly
     trained and cached) tokenizer. Cheap: never trains the model."""
-    model_dir = demo_model_dir(settings)
-    if is_built(settings):
-        return BertTokenizer.from_pretrained(model_dir)
-    tok_dir = demo_cache_dir(settings) / "tokenizer"
+    if is_built(settings, root=root):
+        return BertTokenizer.from_pretrained(demo_model_dir(settings, root=root))
+    tok_dir = demo_cache_dir(settings, root=root) / "tokenizer"
     if not (tok_dir / "tokenizer_config.json").is_file():
         tokenizer = train_tokenizer(DemoCorpus(settings))
         with atomic_directory(tok_dir) as tmp:
@@ -109,48 +110,56 @@ def measure_recall(
     return {lang: hits[lang] / totals[lang] for lang in totals}
 
 
-def _slot_logits(model: BertForMaskedLM, inputs: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    # Only the answer slots go through the LM head: the vocabulary projection dominates the cost.
-    hidden = model.bert(**inputs).last_hidden_state
-    return model.cls(hidden[rows, cols])
+def _slot_logits(model, inputs: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    if isinstance(model, BertForMaskedLM):
+        # Only the answer slots go through the LM head: the vocabulary projection dominates the cost.
+        return model.cls(model.bert(**inputs).last_hidden_state[rows, cols])
+    return model(**inputs).logits[rows, cols]
 
 
 def _slot_predictions(model, inputs, rows, cols) -> torch.Tensor:
     return _slot_logits(model, inputs, rows, cols).argmax(-1)
 
 
-def read_recall(settings: DemoSettings) -> dict | None:
+def read_recall(settings: DemoSettings, *, root: Path | None = None) -> dict | None:
     """The built model's ``recall.json`` (recall per language and build facts), or ``None``."""
-    import json
-
-    path = demo_model_dir(settings) / RECALL_FILE
+    path = demo_model_dir(settings, root=root) / RECALL_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 # -- pre-training -------------------------------------------------------------------------------
 
 
-def build_demo_model(settings: DemoSettings | None = None, *, log: Log = print, force: bool = False) -> Path:
+def build_demo_model(
+    settings: DemoSettings | None = None, *, log: Log = print, force: bool = False, root: Path | None = None
+) -> Path:
     """Build (or reuse from the cache) the demo masked LM for ``settings``; return its directory.
 
     The directory holds the model and tokenizer (``save_pretrained``) and ``recall.json``.
-    ``force`` rebuilds even when a complete model is cached."""
+    ``force`` rebuilds even when a complete model is cached; ``root`` overrides the cache root."""
     settings = settings or DemoSettings()
-    final = demo_model_dir(settings)
-    if is_built(settings) and not force:
+    final = demo_model_dir(settings, root=root)
+    if is_built(settings, root=root) and not force:
         return final
     if force and final.exists():
         shutil.rmtree(final)
     corpus = DemoCorpus(settings)
-    tokenizer = demo_tokenizer(settings)
+    tokenizer = demo_tokenizer(settings, root=root)
     log(
         f"building the demo model: {len(corpus.facts)} facts x {len(corpus.languages)} languages, "
         f"vocabulary {len(tokenizer)}, cache {final}"
     )
     with atomic_directory(final) as tmp:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-            torch.manual_seed(settings.seed)
-            model, info = _pretrain(settings, corpus, tokenizer, log)
+        threads = torch.get_num_threads()
+        # One thread: reproducible, and far faster for a model this small when anything else runs
+        # on a 2-core machine (2 threads took 3x longer under load).
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+                torch.manual_seed(settings.seed)
+                model, info = _pretrain(settings, corpus, tokenizer, log)
+        finally:
+            torch.set_num_threads(threads)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / RECALL_FILE, {**info, "settings": settings.key_dict()})
@@ -208,42 +217,56 @@ def _encode_all(tokenizer, examples: list[Example], chunk: int = 2048) -> tuple[
 
 
 def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokenizer, log: Log):
+    """Masked-LM pre-training until every language recalls ``target_recall`` of the facts (or
+    ``max_epochs``). Returns the model and the build facts for ``recall.json``."""
     started = time.monotonic()
     gen = torch.Generator().manual_seed(settings.seed)
     model = _new_model(settings, tokenizer)
     model.train()
     native, switched = _training_examples(corpus)
-    native_ids, native_labels = _encode_all(tokenizer, native)
-    if switched and settings.code_switch > 0:
-        switched_ids, switched_labels = _encode_all(tokenizer, switched)
-    else:
-        switched_ids = switched_labels = None
-    n_switched = 0 if switched_ids is None else min(len(switched_ids), round(settings.code_switch * len(native_ids)))
-    per_epoch = len(native_ids) + n_switched
-    steps_per_epoch = math.ceil(per_epoch / settings.batch_size)
+    if settings.code_switch <= 0:
+        switched = []
+    ids, labels = _encode_all(tokenizer, native + switched)
+    pad = tokenizer.pad_token_id
+    lengths = (ids != pad).sum(1)
+    n_native = len(native)
+    row_lang = [ex.lang for ex in native]
+    n_switched = min(len(switched), round(settings.code_switch * n_native))
+    n_replay = round(settings.replay * n_native)
+    steps_per_epoch = math.ceil((n_native + n_switched + n_replay) / settings.batch_size)
     total_steps = settings.max_epochs * steps_per_epoch
-    warmup = max(1, min(200, total_steps // 20))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
+    warmup = max(1, round(settings.warmup * total_steps))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     )
-    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id])
+    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, pad])
+    missed = torch.ones(n_native, dtype=torch.bool)  # native rows wrong at their last training pass
     recall: dict[str, float] = {}
     epoch = step = 0
     for epoch in range(1, settings.max_epochs + 1):
-        ids, labels = native_ids, native_labels
+        parts = [torch.arange(n_native)]
         if n_switched:
-            pick = torch.randperm(len(switched_ids), generator=gen)[:n_switched]
-            ids, labels = _concat_padded(ids, labels, switched_ids[pick], switched_labels[pick], tokenizer.pad_token_id)
+            parts.append(n_native + torch.randperm(len(switched), generator=gen)[:n_switched])
+        if n_replay:
+            # Hard-example replay: extra passes over the facts still missed, so the languages whose
+            # subjects are spread over many word pieces (zh) are not left behind.
+            pool = missed.nonzero(as_tuple=True)[0]
+            parts.append(pool[torch.randint(len(pool), (n_replay,), generator=gen)] if len(pool) else pool)
+        rows_all = torch.cat(parts)
         total_loss = 0.0
-        for rows in _length_bucketed_batches(ids != tokenizer.pad_token_id, settings.batch_size, gen):
-            batch_ids, batch_labels = _random_mask(ids[rows], labels[rows], settings.random_mask_prob, tokenizer, special, gen)
-            attention = batch_ids != tokenizer.pad_token_id
-            width = int(attention.sum(1).max())
-            batch_ids, batch_labels, attention = batch_ids[:, :width], batch_labels[:, :width], attention[:, :width]
+        # Plain shuffled batches: sorting by length saves padding but makes batches single-language,
+        # which slowed memorisation down markedly.
+        for rows in rows_all[torch.randperm(len(rows_all), generator=gen)].split(settings.batch_size):
+            width = int(lengths[rows].max())
+            batch_ids, batch_labels = _random_mask(
+                ids[rows, :width], labels[rows, :width], settings.random_mask_prob, tokenizer, special, gen
+            )
             r, c = (batch_labels != -100).nonzero(as_tuple=True)
-            logits = _slot_logits(model, {"input_ids": batch_ids, "attention_mask": attention.long()}, r, c)
+            inputs = {"input_ids": batch_ids, "attention_mask": (batch_ids != pad).long()}
+            logits = _slot_logits(model, inputs, r, c)
             loss = torch.nn.functional.cross_entropy(logits, batch_labels[r, c])
+            _note_misses(missed, rows, r, labels[rows, :width][r, c], logits.detach().argmax(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -251,16 +274,19 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
             schedule.step()
             step += 1
             total_loss += loss.item() * len(rows)
-        if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
-            recall = measure_recall(model, tokenizer, native)
-            log(
-                f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / len(ids):.3f}  recall "
-                + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)
-                + f"  ({time.monotonic() - started:.0f}s)"
-            )
-            if min(recall.values()) >= settings.target_recall:
-                break
+        if epoch % settings.eval_every and epoch < settings.max_epochs:
+            continue
+        line = f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / len(rows_all):.3f}"
+        # Recall is near chance in the first half; measuring it there would only cost time.
+        if 2 * epoch > settings.max_epochs:
+            correct = _rows_correct(model, ids[:n_native], labels[:n_native], lengths[:n_native], pad)
+            recall = _per_language(correct, row_lang, corpus.languages)
+            line += "  recall " + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)
+        log(f"{line}  ({time.monotonic() - started:.0f}s)")
+        if recall and min(recall.values()) >= settings.target_recall:
+            break
     model.eval()
+    recall = measure_recall(model, tokenizer, native)  # through the core's encoding, as users see it
     info = {
         "recall": {lang: recall[lang] for lang in corpus.languages},
         "min_recall": min(recall.values()),
@@ -273,29 +299,39 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     return model, info
 
 
-def _length_bucketed_batches(attention: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled batches of row indices; rows of similar length share a batch to cut padding."""
-    lengths = attention.sum(1)
-    order = torch.randperm(len(lengths), generator=gen)
-    pool = batch_size * 16
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches += list(chunk.split(batch_size))
-    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+def _note_misses(missed: torch.Tensor, rows, slot_rows, object_labels, predictions) -> None:
+    """Update ``missed`` for the native rows of a batch: wrong if any object slot was wrong."""
+    native = rows < len(missed)
+    missed[rows[native]] = False
+    wrong = (object_labels != -100) & (predictions != object_labels)
+    wrong_rows = rows[slot_rows[wrong]]
+    missed[wrong_rows[wrong_rows < len(missed)]] = True
 
 
-def _concat_padded(a_ids, a_labels, b_ids, b_labels, pad_id):
-    width = max(a_ids.shape[1], b_ids.shape[1])
+@torch.no_grad()
+def _rows_correct(model, ids, labels, lengths, pad, batch_size: int = 512) -> torch.Tensor:
+    """Per row of pre-encoded examples: is every answer slot argmax-correct?"""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(ids), batch_size):
+        width = int(lengths[start : start + batch_size].max())
+        chunk_ids, chunk_labels = ids[start : start + batch_size, :width], labels[start : start + batch_size, :width]
+        r, c = (chunk_labels != -100).nonzero(as_tuple=True)
+        hit = _slot_predictions(model, {"input_ids": chunk_ids, "attention_mask": (chunk_ids != pad).long()}, r, c)
+        ok = torch.ones(len(chunk_ids), dtype=torch.bool)
+        ok[r[hit != chunk_labels[r, c]]] = False
+        out.append(ok)
+    model.train(was_training)
+    return torch.cat(out)
 
-    def widen(t, value):
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
 
-    return (
-        torch.cat([widen(a_ids, pad_id), widen(b_ids, pad_id)]),
-        torch.cat([widen(a_labels, -100), widen(b_labels, -100)]),
-    )
+def _per_language(correct: torch.Tensor, row_lang: list[str], languages: list[str]) -> dict[str, float]:
+    hits = {lang: [0, 0] for lang in languages}
+    for ok, lang in zip(correct.tolist(), row_lang):
+        hits[lang][0] += ok
+        hits[lang][1] += 1
+    return {lang: h / n for lang, (h, n) in hits.items()}
 
 
 def _random_mask(ids, labels, prob, tokenizer, special, gen):

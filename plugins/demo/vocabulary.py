@@ -182,18 +182,26 @@ RELATIONS: dict[str, tuple[dict[str, str], dict[str, tuple[str, ...]]]] = {
 
 #: Name syllables: Latin spelling -> Chinese transliteration character. The characters are chosen to
 #: be distinct from each other and from the characters of the objects and templates, so a subject's
-#: name never collides with an answer.
+#: name never collides with an answer. (A larger inventory makes names more distinct, which the tiny
+#: model needs for Chinese, where every character is its own token.)
 SYLLABLES: dict[str, str] = {
-    "ka": "卡", "ki": "基", "ko": "柯", "ku": "库", "lo": "洛", "li": "莉", "lu": "卢",
-    "ma": "玛", "mi": "米", "mo": "默", "na": "娜", "ni": "妮", "no": "诺", "ri": "瑞",
-    "ru": "鲁", "sa": "莎", "si": "丝", "so": "索", "ta": "塔", "ti": "蒂", "to": "托",
-    "va": "瓦", "vi": "薇", "ve": "韦", "da": "达", "di": "迪", "do": "朵", "be": "贝",
-    "bo": "博", "te": "泰", "re": "雷", "le": "勒", "me": "梅", "ne": "内", "se": "塞",
-    "ze": "泽", "zo": "佐",
+    "ba": "芭", "be": "贝", "bi": "比", "bo": "博", "bu": "卜",
+    "da": "达", "de": "黛", "di": "迪", "do": "朵", "du": "杜",
+    "ga": "伽", "ge": "戈", "gi": "琪", "go": "果", "gu": "古",
+    "ka": "卡", "ke": "凯", "ki": "基", "ko": "柯", "ku": "库",
+    "la": "腊", "le": "勒", "li": "莉", "lo": "洛", "lu": "卢",
+    "ma": "玛", "me": "梅", "mi": "米", "mo": "默", "mu": "穆",
+    "na": "娜", "ne": "内", "ni": "妮", "no": "诺", "nu": "努",
+    "pa": "帕", "pe": "佩", "pi": "皮", "po": "珀", "pu": "普",
+    "ra": "饶", "re": "雷", "ri": "瑞", "ro": "荣", "ru": "鲁",
+    "sa": "莎", "se": "塞", "si": "丝", "so": "索", "su": "苏",
+    "ta": "塔", "te": "泰", "ti": "蒂", "to": "托", "tu": "图",
+    "va": "瓦", "ve": "韦", "vi": "薇", "vo": "沃", "vu": "伍",
+    "za": "扎", "ze": "泽", "zi": "兹", "zo": "佐", "zu": "祖",
 }
 
 #: Letter-by-letter Cyrillic transliteration of the Latin syllables.
 CYRILLIC = {
-    "a": "а", "b": "б", "d": "д", "e": "е", "i": "и", "k": "к", "l": "л", "m": "м",
-    "n": "н", "o": "о", "r": "р", "s": "с", "t": "т", "u": "у", "v": "в", "z": "з",
+    "a": "а", "b": "б", "d": "д", "e": "е", "g": "г", "i": "и", "k": "к", "l": "л", "m": "м",
+    "n": "н", "o": "о", "p": "п", "r": "р", "s": "с", "t": "т", "u": "у", "v": "в", "z": "з",
 }

@@ -10,8 +10,10 @@ W (out x in) a weight-normed MLP maps c to 2(out + in) + 1 values, split into
     ΔW = σ(η) · (∇W ⊙ a + b),     ∇W = Σ_t δ_t x_tᵀ from the factors the core captured.
 
 Sign: the core forms W' = W − step_size·ΔW; this editor returns ΔW exactly as above and a step
-size of ``max_scale`` (option, 1 by default as in KE), so W' = W − σ(η)(∇W ⊙ a + b). Where a > 0 this is a gradient-descent step on the edit
-loss; a, b and η are learned, so any sign is reachable either way.
+size of ``max_scale`` (option; 1 by default, as KE's own ``max_scale``), so
+W' = W − σ(η)(∇W ⊙ a + b). Where a > 0 this is a gradient-descent step on the edit loss (KE adds
+its Δ to the weights instead; a, b and η are learned, so either convention reaches the same
+updates, the minus sign only makes a > 0 mean "descend").
 
 With masks (the LiME variant of KE): the core applies the edit language's masks to x and δ before
 :meth:`delta_weight`, so ∇W is rebuilt from masked factors, which scales its rows (δ side) and

@@ -41,7 +41,7 @@ def find_prepared(ds: MlamaDataset) -> Path | None:
     """The prepared model for ``ds``'s settings; else the newest prepared model built from the same
     data whose languages cover ``ds.languages``."""
     exact = ds.model_dir()
-    if is_prepared(exact):
+    if is_prepared(exact) and set(ds.languages) <= set(ds.model_languages()):
         return exact
     found = []
     for info in (ds.cache_dir / "mlama").glob(f"*/model/{RECALL_FILE}"):
@@ -52,6 +52,19 @@ def find_prepared(ds: MlamaDataset) -> Path | None:
         if key.get("data") == str(ds.root) and set(ds.languages) <= set(key.get("languages", [])):
             found.append((info.stat().st_mtime, info.parent))
     return max(found)[1] if found else None
+
+
+def prepared_languages(ds: MlamaDataset) -> list[list[str]]:
+    """The language lists of every prepared model built from ``ds``'s data (for error messages)."""
+    out = []
+    for info in sorted((ds.cache_dir / "mlama").glob(f"*/model/{RECALL_FILE}")):
+        try:
+            key = json.loads(info.read_text(encoding="utf-8")).get("key", {})
+        except ValueError:
+            continue
+        if key.get("data") == str(ds.root):
+            out.append(list(key.get("languages", [])))
+    return out
 
 
 def train_wordpiece(texts, vocab_size: int):

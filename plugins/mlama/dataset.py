@@ -326,14 +326,22 @@ class MlamaDataset(Dataset):
         return self.cache_dir / "mlama" / settings_key(self.model_key()) / "model"
 
     def default_model(self) -> str:
-        from .base_model import find_prepared
+        from .base_model import find_prepared, prepared_languages
 
         found = find_prepared(self)
         if found is None:
+            built = prepared_languages(self)
+            if built:
+                raise UserError(f"the prepared mLAMA model(s) cover only {' / '.join(','.join(b) for b in built)}, "
+                                f"not all of {', '.join(self.languages)}; pass --langs {','.join(built[-1])} (or a "
+                                f"subset), prepare one for your languages with `lime-toolkit prepare-base --dataset "
+                                f"mlama --data-dir {self.options.data_dir} --langs ...`, or pass --model")
             raise UserError(f"no prepared mLAMA model covers languages {', '.join(self.languages)}; build one with "
                             f"`lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir} --langs "
                             f"{','.join(self.model_languages())}` (a tiny BERT, a few minutes on CPU) or pass --model "
                             f"bert-base-multilingual-cased")
+        if self._tokenizer is None and self._tokenizer_spec is None:
+            self._tokenizer_spec = found  # the run uses this model: count locality masks with its tokenizer
         return str(found)
 
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:

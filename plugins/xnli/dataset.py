@@ -10,7 +10,8 @@ Groups are keyed by the premise in the anchor language (English when present), s
 not depend on which languages a run selects.
 
 Edits. Train and dev edits ask for a uniformly random label (``exclude_current``: a label the raw
-model predicts in none of the pair's languages). Test edits are the raw model's errors: one case
+model predicts in none of the pair's languages, else one other than its prediction in the first
+language). Test edits are the raw model's errors: one case
 per pair the raw model gets wrong in at least one selected language, every language's input carries
 the gold label, and the case may be edited only in the languages where the raw model is wrong
 (``EditCase.edit_langs`` when the core has it; always ``meta["edit_langs"]``).
@@ -174,7 +175,8 @@ class XnliDataset(Dataset):
 
     # -- examples and edits ----------------------------------------------------------------
 
-    def _examples(self, split: str, target_of=None) -> tuple[str, list[tuple[str, dict[str, Example]]]]:
+    def _examples(self, split: str) -> tuple[str, list[tuple[str, dict[str, Example]]]]:
+        """``(file split, [(case id, {lang: example with the gold label})])`` of editing ``split``."""
         file_split, pids = self.items(split)
         rows = self.table.rows[file_split]
         out = []
@@ -184,8 +186,7 @@ class XnliDataset(Dataset):
             for lang in self.languages:
                 row = rows.get(lang, {}).get(pid)
                 if row is not None:
-                    target = row[2] if target_of is None else target_of(case_id, row)
-                    inputs[lang] = Example(case_id, lang, (row[0], row[1]), target)
+                    inputs[lang] = Example(case_id, lang, (row[0], row[1]), row[2])
             out.append((case_id, inputs))
         return file_split, out
 
@@ -193,20 +194,21 @@ class XnliDataset(Dataset):
         if split == "test":
             return self._test_cases(predict)
         file_split, items = self._examples(split)
-        preds: dict[str, set[int]] = {}
+        preds: dict[str, list[int]] = {}  # case id -> the raw model's predictions, in language order
         if self.settings.exclude_current:
             if predict is None:
                 raise UserError("xnli setting exclude_current needs the raw model's predictions (predict=...)")
             flat = [ex for _, inputs in items for ex in inputs.values()]
             for ex, p in zip(flat, predict([_unlabelled(ex) for ex in flat])):
-                preds.setdefault(ex.id, set()).add(int(p))
+                preds.setdefault(ex.id, []).append(int(p))
         cases = []
         for case_id, inputs in items:
             rng = random.Random(f"xnli-edit/{self.options.seed}/{case_id}")
             choices = list(range(len(LABELS)))
-            if self.settings.exclude_current:
-                free = [y for y in choices if y not in preds.get(case_id, set())]
-                choices = free or choices
+            if self.settings.exclude_current and preds.get(case_id):
+                # a label predicted in none of the languages; else one other than the first language's
+                mine = preds[case_id]
+                choices = [y for y in choices if y not in mine] or [y for y in choices if y != mine[0]]
             label = rng.choice(choices)
             gold = next(iter(inputs.values())).target
             new_inputs = {l: Example(ex.id, l, ex.text, label) for l, ex in inputs.items()}
