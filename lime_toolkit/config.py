@@ -16,15 +16,20 @@ def defaults() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def merge(base: dict, override: dict, path: str = "") -> dict:
-    """Deep-merge ``override`` into a copy of ``base``; unknown keys are an error naming them."""
+#: Sections whose keys belong to the chosen plugins, so any key is accepted there.
+FREE_FORM = ("editor_options", "mask_options", "dataset_options")
+
+
+def merge(base: dict, override: dict, path: str = "", strict: bool = True) -> dict:
+    """Deep-merge ``override`` into a copy of ``base``; unknown keys are an error naming them
+    (except inside the plugins' free-form option sections)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         where = f"{path}{key}"
-        if key not in base:
+        if strict and key not in base:
             raise UserError(f"unknown config key '{where}'; known keys here: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
-            out[key] = merge(base[key], value, where + ".")
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            out[key] = merge(base[key], value, where + ".", strict=strict and key not in FREE_FORM)
         else:
             out[key] = copy.deepcopy(value)
     return out

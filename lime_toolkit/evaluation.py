@@ -62,8 +62,10 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
     try:
         for lang in settings.edit_langs:
             mine = [c for c in cases if c.can_edit_in(lang)]
-            if settings.max_edits is not None:
-                mine = mine[: settings.max_edits]
+            if settings.max_edits is not None and len(mine) > settings.max_edits:
+                # a seeded sample spread over the whole split (the first N would be few subjects)
+                keep = random.Random(f"{settings.seed}:sample:{lang}").sample(range(len(mine)), settings.max_edits)
+                mine = [mine[i] for i in sorted(keep)]
             for case in mine:
                 rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
                 langs = [l for l in settings.eval_langs if l in case.inputs]

@@ -127,6 +127,10 @@ class PluginManager:
         if info.error:
             del self.infos[name]
             raise PluginError(info.error)
+        self.plugins()  # collect now, so the returned info lists what the plugin provides
+        if info.error:  # it raised while registering its components
+            self.unregister(name)
+            raise PluginError(info.error)
         return info
 
     def unregister(self, name: str) -> None:

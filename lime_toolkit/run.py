@@ -92,6 +92,16 @@ def open_dataset(config: dict, pm: PluginManager | None = None) -> Dataset:
     return cls(options)
 
 
+def component_options(config: dict, section: str, kind: str) -> dict:
+    """Options for the chosen component: the section's plain keys, overridden by its sub-mapping
+    named after the component (``editor_options: {mend: {rank: 64}}``); other components'
+    sub-mappings are ignored."""
+    options = dict(config.get(section) or {})
+    own = options.get(config[kind])
+    plain = {k: v for k, v in options.items() if not isinstance(v, dict)}
+    return {**plain, **own} if isinstance(own, dict) else plain
+
+
 def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = None, log=print) -> Run:
     """Resolve every component named in ``config`` and prepare the run directory."""
     pm = pm or get_plugin_manager()
@@ -108,11 +118,11 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
     weights = dict(model.named_parameters())
     shapes = {n: tuple(weights[n].shape) for n in names}
     torch.manual_seed(int(config["seed"]))  # editor and mask initialisation
-    editor = editor_cls(EditorSetup(model, shapes, dataset.languages, dict(config.get("editor_options") or {})))
+    editor = editor_cls(EditorSetup(model, shapes, dataset.languages, component_options(config, "editor_options", "editor")))
     masks = None
     if mask_cls is not None:
         if editor.supports_masks:
-            masks = mask_cls(MaskSetup(shapes, dataset.languages, dict(config.get("mask_options") or {})))
+            masks = mask_cls(MaskSetup(shapes, dataset.languages, component_options(config, "mask_options", "masks")))
         elif not getattr(mask_cls, "is_identity", False):
             raise UserError(f"editor '{config['editor']}' implements the whole edit stage and cannot use "
                             f"masks '{config['masks']}'; use a mask strategy that changes nothing (--masks none)")

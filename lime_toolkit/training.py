@@ -41,9 +41,9 @@ def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor
 def make_optimizer(run: Run) -> torch.optim.Optimizer:
     """Adam with the editor's parameter groups and the masks in a group of their own."""
     train = run.config["train"]
-    groups = []
-    for group in run.system.editor.param_groups():
-        groups.append({**group, "lr": group.get("lr", train["lr"] or run.system.editor.default_lr)})
+    editor = run.system.editor
+    lr = train["lr"] or editor.setup.option("lr", None) or editor.default_lr
+    groups = [{**group, "lr": group.get("lr", lr)} for group in editor.param_groups()]
     if run.system.masks is not None:
         params = [p for p in run.system.masks.parameters() if p.requires_grad]
         if params:

@@ -20,6 +20,7 @@ from lime_toolkit_plugins.demo.tiny_model import (
     demo_tokenizer,
     measure_recall,
     read_recall,
+    train_tokenizer,
 )
 from lime_toolkit_plugins.demo.vocabulary import LANGUAGES
 
@@ -177,6 +178,13 @@ def test_locality_pool(tmp_cache):
     assert int((batch.labels == -100).sum()) == sum(e.n_masks for e in pool["zh"][:8])
     assert not demo_model_dir(ds.settings).exists()  # the pool needs the tokenizer only
 
+    # With the run's tokenizer bound (another --model), masks are counted in its word pieces.
+    coarse = train_tokenizer(DemoCorpus(DemoSettings.small(vocab_size=120)))
+    ds.bind_tokenizer(coarse)
+    bound = ds.locality_pool("test")["en"]
+    expected = [len(coarse(ds.corpus.object_text(f.relation, f.obj, "en"), add_special_tokens=False)["input_ids"]) for f in facts]
+    assert [e.n_masks for e in bound] == expected != [e.n_masks for e in pool["en"]]
+
 
 def test_hook_registers_the_dataset():
     registered = {}
@@ -186,6 +194,22 @@ def test_hook_registers_the_dataset():
 
 
 # -- the tiny model ------------------------------------------------------------------------------
+
+
+def _load_model(model_dir: Path):
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_pretrained(model_dir)
+
+
+def test_tokenizer_is_deterministic_and_cased():
+    corpus = DemoCorpus(SMALL)
+    first, second = train_tokenizer(corpus), train_tokenizer(corpus)
+    assert first.get_vocab() == second.get_vocab()
+    assert first.mask_token == "[MASK]" and first.pad_token_id == 0
+    assert first.tokenize("Paris") == ["Paris"]
+    zh_object = corpus.object_text("born_in", 0, "zh")
+    assert first.tokenize(zh_object) == list(zh_object)
 
 
 def test_build_is_reproducible(tmp_cache):
@@ -226,15 +250,18 @@ def test_small_model_saves_reloads_and_recalls(small_model):
 
     model = AutoModelForMaskedLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert model.config._attn_implementation == "eager"
-    assert tokenizer.tokenize("瑞索·莉佐泽") == list("瑞索·莉佐泽")
+    # transformers does not save the attention implementation: ask for eager when loading
+    eager = AutoModelForMaskedLM.from_pretrained(model_dir, attn_implementation="eager")
+    assert eager.config._attn_implementation == "eager"
+    corpus = DemoCorpus(SMALL)
+    zh_name = corpus.subjects[0].name("zh")
+    assert tokenizer.tokenize(zh_name) == list(zh_name)  # Chinese characters split as BERT does
     for text in ("Paris Lisbonne", "Лиссабон Москва", "Moscú Ägypten"):  # cased, accents kept
         assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
 
-    corpus = DemoCorpus(SMALL)
     examples = [corpus.example(f, lang) for f in corpus.facts for lang in corpus.languages]
-    recall = measure_recall(model, tokenizer, examples)
-    assert recall == pytest.approx(info["recall"])
+    assert measure_recall(model, tokenizer, examples) == pytest.approx(info["recall"])
+    assert measure_recall(eager, tokenizer, examples) == pytest.approx(info["recall"])
 
 
 @pytest.mark.slow

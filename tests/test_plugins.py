@@ -99,7 +99,7 @@ def test_in_process_plugin_registered_and_unregistered():
     try:
         with plugin_registered(Plugin(), "test-plugin") as info:
             assert get_plugin_manager().editors.get("in-process").plugin == "test-plugin"
-            assert info.name == "test-plugin" and info.status == "ok"
+            assert info.status == "ok" and info.editors == ["in-process"]
         assert "in-process" not in get_plugin_manager().editors
         assert "test-plugin" not in {i.name for i in get_plugin_manager().plugins()}
     finally:

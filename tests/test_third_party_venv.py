@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lime-toolkit-rescale"
 DIST, VERSION, PLUGIN = "lime-toolkit-rescale", "0.1.0", "rescale"
 HOOKS = ["register_commands", "register_datasets", "register_editors", "register_mask_strategies"]
-# Small settings: 4 optimiser steps of one edit each (the flags), validation every 2, 3 test edits per language.
+# Small settings: 4 optimiser steps of one edit each (the flags), one validation, 2 test edits per language.
 CONFIG = """\
 device: cpu
 edit: {last_n_layers: 2}
-train: {accumulate: 1, val_every: 2, val_edits: 2, patience: 0}
-eval: {max_edits: 3, n_retain: 2}
+train: {accumulate: 1, val_every: 4, val_edits: 1, patience: 0}
+eval: {max_edits: 2, n_retain: 1}
 """
 
 

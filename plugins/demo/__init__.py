@@ -47,6 +47,7 @@ class DemoDataset(Dataset):
         self._languages = self._select_languages(self.options.languages)
         self.cache = self.options.cache_dir  # None: the toolkit's cache root
         self.log = _stderr
+        self._tokenizer = None  # the run's tokenizer once bound; else the demo's own
         self._piece_counts: dict[tuple[str, int, str], int] | None = None
 
     def _select_languages(self, wanted: list[str] | None) -> list[str]:
@@ -81,10 +82,16 @@ class DemoDataset(Dataset):
         the fact's relation, written in every language. ``predict`` is not needed and ignored."""
         return [self.corpus.edit_case(f, self.options.seed, self._languages) for f in self._facts(split)]
 
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Count the locality inputs' masks in the run's tokenizer (the core calls this once the
+        base model is loaded; it matters when ``--model`` is not the demo model)."""
+        self._tokenizer = tokenizer
+        self._piece_counts = None
+
     def locality_pool(self, split: str) -> dict[str, list[Example]]:
         """Every fact of ``split`` per language as a locality input: ``[Y]`` kept, ``target=None``
-        and ``n_masks`` = word pieces of the true object under the demo tokenizer (so the model's
-        unedited prediction is, when it recalls the fact, the true object)."""
+        and ``n_masks`` = word pieces of the true object (in the bound tokenizer, else the demo
+        tokenizer), so the unedited demo model predicts the true object where it recalls the fact."""
         counts = self._object_piece_counts()
         facts = self.corpus.facts_in(split)
         return {
@@ -97,7 +104,8 @@ class DemoDataset(Dataset):
 
     def _object_piece_counts(self) -> dict[tuple[str, int, str], int]:
         if self._piece_counts is None:
-            tokenizer = demo_tokenizer(self.settings, root=self.cache)  # trained in a second if not cached; no model needed
+            # The demo tokenizer is learned in well under a second when not cached; no model needed.
+            tokenizer = self._tokenizer or demo_tokenizer(self.settings, root=self.cache)
             self._piece_counts = {
                 (rel, obj, lang): len(tokenizer(self.corpus.object_text(rel, obj, lang), add_special_tokens=False)["input_ids"])
                 for rel in self.corpus.relations

@@ -33,7 +33,7 @@ class DemoSettings:
     """
 
     seed: int = 0
-    n_subjects: int = 200
+    n_subjects: int = 64
     languages: tuple[str, ...] = LANGUAGES
     relations: tuple[str, ...] = tuple(RELATIONS)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -53,12 +53,12 @@ class DemoSettings:
     replay: float = 0.3  # extra rows per epoch, per native one, drawn from the facts still missed
     target_recall: float = 0.98  # stop early once every language recalls this share of facts
     eval_every: int = 2  # epochs between recall measurements (second half of the run only)
-    builder_version: int = 1
+    builder_version: int = 2
 
     @classmethod
     def small(cls, **overrides: Any) -> "DemoSettings":
         """A quick preset for tests: fewer subjects, builds in well under a minute."""
-        return replace(cls(n_subjects=40, max_epochs=60), **overrides)
+        return replace(cls(n_subjects=12, max_epochs=32), **overrides)
 
     @classmethod
     def from_overrides(cls, extra: dict[str, Any] | None) -> "DemoSettings":
@@ -92,8 +92,9 @@ class DemoSettings:
             raise UserError(f"demo split {self.split} must be three positive shares summing to 1")
 
     def key_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict that keys the cache (``dataclasses.asdict``)."""
-        return asdict(self)
+        """``dataclasses.asdict`` in its JSON form (tuples as lists): keys the cache, and equals
+        the ``settings`` recorded in ``recall.json``."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def _coerce(default: Any, value: Any, name: str) -> Any:

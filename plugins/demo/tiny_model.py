@@ -19,11 +19,12 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from lime_toolkit.cache import atomic_directory, cache_root, settings_key, write_json_atomic
-from lime_toolkit.data import MASKED_LM, TARGET_SLOT, Example
+from lime_toolkit.data import MASKED_LM, Example
 from lime_toolkit.encoding import encode_examples
 
 from .corpus import SCRIPT, DemoCorpus, DemoSettings
 from .vocabulary import RELATIONS
+from .wordpiece import bert_words, learn_vocabulary
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 RECALL_FILE = "recall.json"
@@ -51,24 +52,13 @@ def is_built(settings: DemoSettings, *, root: Path | None = None) -> bool:
 
 
 def train_tokenizer(corpus: DemoCorpus) -> BertTokenizer:
-    """Train a cased WordPiece tokenizer (BERT normalisation, Chinese characters split) on the
-    corpus sentences and every object word, and wrap it as a transformers ``BertTokenizer``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    settings = corpus.settings
+    """A cased WordPiece tokenizer (BERT normalisation, Chinese characters split) learned from the
+    corpus sentences and every object word, as a transformers ``BertTokenizer``. Deterministic."""
     texts = [corpus.sentence(f, lang) for f in corpus.facts for lang in corpus.languages]
     # Every object, so counterfactual targets that no subject holds still get proper word pieces.
-    texts += [" ".join(RELATIONS[rel][1][lang]).replace(",", " ") for rel in corpus.relations for lang in corpus.languages]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
-    )
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=settings.vocab_size, special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##", show_progress=False
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return BertTokenizer(vocab=tok.get_vocab(), do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
+    texts += [" ".join(RELATIONS[rel][1][lang]) for rel in corpus.relations for lang in corpus.languages]
+    vocab = learn_vocabulary(bert_words(texts), corpus.settings.vocab_size, SPECIAL_TOKENS)
+    return BertTokenizer(vocab=vocab, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
 
 
 def demo_tokenizer(settings: DemoSettings, *, root: Path | None = None) -> BertTokenizer:
@@ -216,6 +206,52 @@ def _encode_all(tokenizer, examples: list[Example], chunk: int = 2048) -> tuple[
     return ids, labels
 
 
+class _TrainingRows:
+    """Every training sentence encoded once: the native rows (each fact in each language, the
+    evaluation format) first, then the code-switched ones."""
+
+    def __init__(self, corpus: DemoCorpus, tokenizer: BertTokenizer, settings: DemoSettings):
+        native, switched = _training_examples(corpus)
+        if settings.code_switch <= 0:
+            switched = []
+        self.native = native
+        self.ids, self.labels = _encode_all(tokenizer, native + switched)
+        self.pad = tokenizer.pad_token_id
+        self.lengths = (self.ids != self.pad).sum(1)
+        self.n_native = len(native)
+        self.n_switched_pool = len(switched)
+        self.n_switched = min(len(switched), round(settings.code_switch * self.n_native))
+        self.n_replay = round(settings.replay * self.n_native)
+        self.missed = torch.ones(self.n_native, dtype=torch.bool)  # native rows wrong at their last pass
+
+    @property
+    def per_epoch(self) -> int:
+        return self.n_native + self.n_switched + self.n_replay
+
+    def epoch_batches(self, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """Row indices for one epoch, shuffled into batches: all native rows, a sample of the
+        code-switched rows and extra passes over the facts still missed (hard-example replay, so
+        the languages whose subjects take many word pieces, like zh, are not left behind)."""
+        parts = [torch.arange(self.n_native)]
+        if self.n_switched:
+            parts.append(self.n_native + torch.randperm(self.n_switched_pool, generator=gen)[: self.n_switched])
+        pool = self.missed.nonzero(as_tuple=True)[0]
+        if self.n_replay and len(pool):
+            parts.append(pool[torch.randint(len(pool), (self.n_replay,), generator=gen)])
+        rows = torch.cat(parts)
+        # Plain shuffled batches: sorting by length would save padding but makes batches
+        # single-language, which slowed memorisation down markedly.
+        return list(rows[torch.randperm(len(rows), generator=gen)].split(batch_size))
+
+    def note_misses(self, rows: torch.Tensor, slot_rows: torch.Tensor, slot_labels: torch.Tensor, predictions) -> None:
+        """Record which native rows of a batch had a wrong object slot (``slot_labels`` are the
+        unmasked labels: -100 at the positions masked only for the random-masking objective)."""
+        native = rows < self.n_native
+        self.missed[rows[native]] = False
+        wrong = rows[slot_rows[(slot_labels != -100) & (predictions != slot_labels)]]
+        self.missed[wrong[wrong < self.n_native]] = True
+
+
 def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokenizer, log: Log):
     """Masked-LM pre-training until every language recalls ``target_recall`` of the facts (or
     ``max_epochs``). Returns the model and the build facts for ``recall.json``."""
@@ -223,70 +259,44 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     gen = torch.Generator().manual_seed(settings.seed)
     model = _new_model(settings, tokenizer)
     model.train()
-    native, switched = _training_examples(corpus)
-    if settings.code_switch <= 0:
-        switched = []
-    ids, labels = _encode_all(tokenizer, native + switched)
-    pad = tokenizer.pad_token_id
-    lengths = (ids != pad).sum(1)
-    n_native = len(native)
-    row_lang = [ex.lang for ex in native]
-    n_switched = min(len(switched), round(settings.code_switch * n_native))
-    n_replay = round(settings.replay * n_native)
-    steps_per_epoch = math.ceil((n_native + n_switched + n_replay) / settings.batch_size)
-    total_steps = settings.max_epochs * steps_per_epoch
+    data = _TrainingRows(corpus, tokenizer, settings)
+    total_steps = settings.max_epochs * math.ceil(data.per_epoch / settings.batch_size)
     warmup = max(1, round(settings.warmup * total_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     )
-    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, pad])
-    missed = torch.ones(n_native, dtype=torch.bool)  # native rows wrong at their last training pass
+    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, data.pad])
     recall: dict[str, float] = {}
     epoch = step = 0
     for epoch in range(1, settings.max_epochs + 1):
-        parts = [torch.arange(n_native)]
-        if n_switched:
-            parts.append(n_native + torch.randperm(len(switched), generator=gen)[:n_switched])
-        if n_replay:
-            # Hard-example replay: extra passes over the facts still missed, so the languages whose
-            # subjects are spread over many word pieces (zh) are not left behind.
-            pool = missed.nonzero(as_tuple=True)[0]
-            parts.append(pool[torch.randint(len(pool), (n_replay,), generator=gen)] if len(pool) else pool)
-        rows_all = torch.cat(parts)
-        total_loss = 0.0
-        # Plain shuffled batches: sorting by length saves padding but makes batches single-language,
-        # which slowed memorisation down markedly.
-        for rows in rows_all[torch.randperm(len(rows_all), generator=gen)].split(settings.batch_size):
-            width = int(lengths[rows].max())
-            batch_ids, batch_labels = _random_mask(
-                ids[rows, :width], labels[rows, :width], settings.random_mask_prob, tokenizer, special, gen
-            )
-            r, c = (batch_labels != -100).nonzero(as_tuple=True)
-            inputs = {"input_ids": batch_ids, "attention_mask": (batch_ids != pad).long()}
-            logits = _slot_logits(model, inputs, r, c)
-            loss = torch.nn.functional.cross_entropy(logits, batch_labels[r, c])
-            _note_misses(missed, rows, r, labels[rows, :width][r, c], logits.detach().argmax(-1))
+        total_loss, n_rows = 0.0, 0
+        for rows in data.epoch_batches(settings.batch_size, gen):
+            width = int(data.lengths[rows].max())
+            slot_labels = data.labels[rows, :width]
+            ids, labels = _random_mask(data.ids[rows, :width], slot_labels, settings.random_mask_prob, tokenizer, special, gen)
+            r, c = (labels != -100).nonzero(as_tuple=True)
+            logits = _slot_logits(model, {"input_ids": ids, "attention_mask": (ids != data.pad).long()}, r, c)
+            loss = torch.nn.functional.cross_entropy(logits, labels[r, c])
+            data.note_misses(rows, r, slot_labels[r, c], logits.detach().argmax(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             step += 1
-            total_loss += loss.item() * len(rows)
+            total_loss, n_rows = total_loss + loss.item() * len(rows), n_rows + len(rows)
         if epoch % settings.eval_every and epoch < settings.max_epochs:
             continue
-        line = f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / len(rows_all):.3f}"
-        # Recall is near chance in the first half; measuring it there would only cost time.
-        if 2 * epoch > settings.max_epochs:
-            correct = _rows_correct(model, ids[:n_native], labels[:n_native], lengths[:n_native], pad)
-            recall = _per_language(correct, row_lang, corpus.languages)
+        line = f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / n_rows:.3f}"
+        if 2 * epoch > settings.max_epochs:  # recall is near chance in the first half: skip measuring
+            recall = _native_recall(model, data, corpus.languages)
             line += "  recall " + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)
         log(f"{line}  ({time.monotonic() - started:.0f}s)")
         if recall and min(recall.values()) >= settings.target_recall:
             break
     model.eval()
-    recall = measure_recall(model, tokenizer, native)  # through the core's encoding, as users see it
+    recall = measure_recall(model, tokenizer, data.native)  # through the core's encoding, as users see it
     info = {
         "recall": {lang: recall[lang] for lang in corpus.languages},
         "min_recall": min(recall.values()),
@@ -299,38 +309,23 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     return model, info
 
 
-def _note_misses(missed: torch.Tensor, rows, slot_rows, object_labels, predictions) -> None:
-    """Update ``missed`` for the native rows of a batch: wrong if any object slot was wrong."""
-    native = rows < len(missed)
-    missed[rows[native]] = False
-    wrong = (object_labels != -100) & (predictions != object_labels)
-    wrong_rows = rows[slot_rows[wrong]]
-    missed[wrong_rows[wrong_rows < len(missed)]] = True
-
-
 @torch.no_grad()
-def _rows_correct(model, ids, labels, lengths, pad, batch_size: int = 512) -> torch.Tensor:
-    """Per row of pre-encoded examples: is every answer slot argmax-correct?"""
-    was_training = model.training
+def _native_recall(model, data: _TrainingRows, languages: list[str], batch_size: int = 512) -> dict[str, float]:
+    """Recall per language on the pre-encoded native rows (a fast path for progress lines)."""
     model.eval()
-    out = []
-    for start in range(0, len(ids), batch_size):
-        width = int(lengths[start : start + batch_size].max())
-        chunk_ids, chunk_labels = ids[start : start + batch_size, :width], labels[start : start + batch_size, :width]
-        r, c = (chunk_labels != -100).nonzero(as_tuple=True)
-        hit = _slot_predictions(model, {"input_ids": chunk_ids, "attention_mask": (chunk_ids != pad).long()}, r, c)
-        ok = torch.ones(len(chunk_ids), dtype=torch.bool)
-        ok[r[hit != chunk_labels[r, c]]] = False
-        out.append(ok)
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def _per_language(correct: torch.Tensor, row_lang: list[str], languages: list[str]) -> dict[str, float]:
+    ok = torch.ones(data.n_native, dtype=torch.bool)
+    for start in range(0, data.n_native, batch_size):
+        rows = torch.arange(start, min(start + batch_size, data.n_native))
+        width = int(data.lengths[rows].max())
+        ids, labels = data.ids[rows, :width], data.labels[rows, :width]
+        r, c = (labels != -100).nonzero(as_tuple=True)
+        predictions = _slot_predictions(model, {"input_ids": ids, "attention_mask": (ids != data.pad).long()}, r, c)
+        ok[rows[r[predictions != labels[r, c]]]] = False
+    model.train()
     hits = {lang: [0, 0] for lang in languages}
-    for ok, lang in zip(correct.tolist(), row_lang):
-        hits[lang][0] += ok
-        hits[lang][1] += 1
+    for correct, example in zip(ok.tolist(), data.native):
+        hits[example.lang][0] += correct
+        hits[example.lang][1] += 1
     return {lang: h / n for lang, (h, n) in hits.items()}
 
 
