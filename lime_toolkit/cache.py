@@ -40,6 +40,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         if final.exists():  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
         else:
+            tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is meant to be shared
             os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -70,7 +70,8 @@ def expand(spec: dict, base_config: dict, seeds: list[int], out_dir: Path, full_
         config.update(editor=editor, masks=masks, seed=int(seed))
         config["train"]["langs"] = "all" if langs == "n/a" else langs
         config["eval"].update(spec.get("eval", {}))
-        out = out_dir / f"{config['dataset']}-{editor}-{masks}-{langs.replace(',', '+')}-s{seed}"
+        label = langs.replace(",", "+").replace("/", "")
+        out = out_dir / f"{config['dataset']}-{editor}-{masks}-{label}-s{seed}"
         config["out"] = str(out)
         runs.append(GridRun(editor, langs, masks, int(seed), config, out))
     return runs

@@ -28,8 +28,11 @@ def check_run_dir(run: Run) -> None:
     saved = run.out / "config.yaml"
     if saved.exists():
         old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        keep = ("out", "device")
-        if {k: v for k, v in old.items() if k not in keep} != {k: v for k, v in run.config.items() if k not in keep}:
+        def comparable(config):  # a run may move, change device, or be extended with more steps
+            rest = {k: v for k, v in config.items() if k not in ("out", "device")}
+            return {**rest, "train": {k: v for k, v in config["train"].items() if k != "max_steps"}}
+
+        if comparable(old) != comparable(run.config):
             raise UserError(f"'{run.out}' holds a run with a different configuration; pass another --out "
                             f"or delete that directory")
 

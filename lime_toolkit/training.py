@@ -104,7 +104,7 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     if (ckpt / "last").exists():
         state = load_checkpoint(ckpt / "last", run.system, optimizer)
         start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
-        if state.get("finished"):
+        if state.get("stopped_early") or start >= int(cfg["max_steps"]):  # nothing left to do
             return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
     resumed_from, stopped_early = start, False
     run.system.train()

@@ -1,10 +1,12 @@
 """Build, offline, a tiny BERT-style masked LM that knows the demo world's facts.
 
-The build trains a cased WordPiece tokenizer on the corpus, pre-trains ``BertForMaskedLM`` on the
-facts (object slot always masked, plus some random masking; optionally code-switched sentences with
-the subject written in another language's script), measures recall per language and saves
-everything under ``cache_root()/demo/<settings key>/model``. The directory is written atomically:
-an interrupted build never leaves a model directory that a later run would load.
+The build learns a cased WordPiece vocabulary from the corpus, pre-trains ``BertForMaskedLM`` on
+the facts (object slot always masked, plus a little random-token masking; code-switched sentences
+with the subject written in another language's script, to tie the scripts together; extra passes
+over the facts still missed), measures recall per language and saves everything under
+``cache_root()/demo/<settings key>/model``. The directory is written atomically: an interrupted
+build never leaves a model directory that a later run would load. Loading it for second-order
+gradients needs ``attn_implementation="eager"`` (transformers does not save that choice).
 """
 from __future__ import annotations
 

@@ -1,0 +1,136 @@
+"""The ``demo`` dataset class: an offline, invented multilingual fact world and its tiny model.
+
+Facts about invented people (birthplace, profession, instrument ...) in en, de, fr, es, ru and zh,
+parallel across languages, plus a tiny BERT-style masked LM pre-trained on them, so that every
+command of the toolkit can be tried without data or a network. See :mod:`.corpus` and
+:mod:`.tiny_model`.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+from pathlib import Path
+
+from lime_toolkit.data import MASKED_LM, SPLITS, EditCase, Example
+from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
+from lime_toolkit.errors import UserError
+
+from .corpus import DemoCorpus, DemoSettings
+from .tiny_model import build_demo_model, demo_model_dir, demo_tokenizer, is_built, read_recall
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class DemoDataset(Dataset):
+    """Invented parallel facts in six languages; edits move a fact to another object.
+
+    ``options.extra`` may hold ``preset`` ("default" or "small") and any :class:`DemoSettings`
+    field (``n_subjects``, ``seed`` ...) to change the world; ``options.seed`` only drives the
+    counterfactual targets and the ``limit`` sample, so the cached model is shared between seeds.
+    """
+
+    task = MASKED_LM
+    description = "offline demo: invented people's facts in en/de/fr/es/ru/zh with a tiny pre-trained BERT"
+
+    def __init__(self, options: DatasetOptions | None = None):
+        super().__init__(options or DatasetOptions())
+        self.settings = DemoSettings.from_overrides(self.options.extra)
+        self.corpus = DemoCorpus(self.settings)
+        self._languages = self._select_languages(self.options.languages)
+        self.cache = self.options.cache_dir  # None: the toolkit's cache root
+        self.log = _stderr
+        self._tokenizer = None  # the run's tokenizer once bound; else the demo's own
+        self._piece_counts: dict[tuple[str, int, str], int] | None = None
+
+    def _select_languages(self, wanted: list[str] | None) -> list[str]:
+        available = list(self.settings.languages)
+        if not wanted:
+            return available
+        unknown = [lang for lang in wanted if lang not in available]
+        if unknown:
+            raise UserError(f"the demo dataset has no language {', '.join(unknown)}; valid: {', '.join(available)}")
+        return list(dict.fromkeys(wanted))
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self._languages)
+
+    @property
+    def model_dir(self) -> Path:
+        """Where this world's model is (or will be) cached."""
+        return demo_model_dir(self.settings, root=self.cache)
+
+    def _facts(self, split: str):
+        facts = self.corpus.facts_in(split)
+        limit = self.options.limit
+        if limit is not None and limit < len(facts):
+            # A seeded sample spread over subjects and relations, kept in id order.
+            picked = random.Random(f"demo-limit/{self.options.seed}/{split}").sample(range(len(facts)), max(0, limit))
+            facts = [facts[i] for i in sorted(picked)]
+        return facts
+
+    def edit_cases(self, split: str, *, predict: Predictor | None = None) -> list[EditCase]:
+        """One edit per fact of ``split`` (at most ``limit``): the same counterfactual object of
+        the fact's relation, written in every language. ``predict`` is not needed and ignored."""
+        return [self.corpus.edit_case(f, self.options.seed, self._languages) for f in self._facts(split)]
+
+    def bind_tokenizer(self, tokenizer) -> None:
+        """Count the locality inputs' masks in the run's tokenizer (the core calls this once the
+        base model is loaded; it matters when ``--model`` is not the demo model)."""
+        self._tokenizer = tokenizer
+        self._piece_counts = None
+
+    def locality_pool(self, split: str) -> dict[str, list[Example]]:
+        """Every fact of ``split`` per language as a locality input: ``[Y]`` kept, ``target=None``
+        and ``n_masks`` = word pieces of the true object (in the bound tokenizer, else the demo
+        tokenizer), so the unedited demo model predicts the true object where it recalls the fact."""
+        counts = self._object_piece_counts()
+        facts = self.corpus.facts_in(split)
+        return {
+            lang: [
+                Example(f.id, lang, self.corpus.prompt(f, lang), None, counts[(f.relation, f.obj, lang)])
+                for f in facts
+            ]
+            for lang in self._languages
+        }
+
+    def _object_piece_counts(self) -> dict[tuple[str, int, str], int]:
+        if self._piece_counts is None:
+            # The demo tokenizer is learned in well under a second when not cached; no model needed.
+            tokenizer = self._tokenizer or demo_tokenizer(self.settings, root=self.cache)
+            self._piece_counts = {
+                (rel, obj, lang): len(tokenizer(self.corpus.object_text(rel, obj, lang), add_special_tokens=False)["input_ids"])
+                for rel in self.corpus.relations
+                for obj in range(self.corpus.n_objects(rel))
+                for lang in self.corpus.languages
+            }
+        return self._piece_counts
+
+    def default_model(self) -> str:
+        """The cached demo model's directory, built first (a few minutes, once) if missing."""
+        if not is_built(self.settings, root=self.cache):
+            self.log("the demo model is not built yet: building it now (once; later runs reuse the cache)")
+        return str(build_demo_model(self.settings, log=self.log, root=self.cache))
+
+    def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
+        """Build the demo model (or reuse the cache); copy it to ``out_dir`` when given.
+
+        ``progress`` is a callable taking one progress line (e.g. a rich console's ``print``)."""
+        log = progress if callable(progress) else self.log
+        built = build_demo_model(self.settings, log=log, root=self.cache)
+        info = read_recall(self.settings, root=self.cache) or {}
+        if info.get("recall"):
+            log("recall per language: " + ", ".join(f"{k} {v:.1%}" for k, v in info["recall"].items()))
+        if out_dir is None:
+            return built
+        out_dir = Path(out_dir)
+        shutil.copytree(built, out_dir, dirs_exist_ok=True)
+        return out_dir
+
+    def describe(self) -> dict[str, dict[str, int]]:
+        """Edit cases per language and split (after ``limit``); every fact exists in every language."""
+        counts = {split: len(self._facts(split)) for split in SPLITS}
+        return {lang: dict(counts) for lang in self._languages}
