@@ -110,7 +110,7 @@ def train(config_path, quiet, **flags):
 
 
 @cli.command("prepare-base")
-@click.option("--dataset", default="demo", show_default=True, help="Dataset whose raw model to build.")
+@click.option("--dataset", help="Dataset whose raw model to build (default: the configured dataset).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads.")
 @click.option("--langs", "languages", help="Comma list of languages.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save the model (default: the cache).")
@@ -134,7 +134,7 @@ def data():
 
 
 @data.command("describe")
-@click.option("--dataset", default="demo", show_default=True)
+@click.option("--dataset", help="Dataset name (default: the configured dataset).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--langs", "languages", help="Comma list of languages.")
 @click.option("--json", "as_json", is_flag=True, help="Print {language: {split: rows}} as JSON.")
@@ -151,7 +151,7 @@ def data_describe(dataset, data_dir, languages, as_json):
     from rich.table import Table
 
     splits = sorted({s for per in counts.values() for s in per})
-    table = Table(title=f"{dataset}: rows per language and split")
+    table = Table(title=f"{ds.description or type(ds).__name__}: rows per language and split")
     table.add_column("language")
     for s in splits:
         table.add_column(s, justify="right")

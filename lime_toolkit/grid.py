@@ -16,13 +16,13 @@ import yaml
 from .config import load_config
 from .errors import UserError
 
-PAPER_EDITORS = ["ft", "et", "ke", "mend"]
-TABLES = {
-    1: {"editors": PAPER_EDITORS, "train_langs": ["en", "all"], "masks": ["none"],
-        "eval": {"edit_langs": "en", "eval_langs": "all"}},
-    2: {"editors": PAPER_EDITORS, "train_langs": ["all"], "masks": ["none", "l0"],
-        "eval": {"edit_langs": "all", "eval_langs": "all"}},
-}
+
+
+def paper_tables() -> dict[int, dict]:
+    """The grids of the paper's Tables 1 and 2 (``lime_toolkit/paper_grids.yaml``)."""
+    from importlib import resources
+
+    return yaml.safe_load(resources.files("lime_toolkit").joinpath("paper_grids.yaml").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,10 @@ def grid_spec(table: int | None, path: str | None) -> dict:
     if (table is None) == (path is None):
         raise UserError("give exactly one of --table 1|2 or --grid FILE")
     if table is not None:
-        if table not in TABLES:
-            raise UserError(f"unknown table {table}; the paper has tables 1 and 2")
-        return copy.deepcopy(TABLES[table])
+        tables = paper_tables()
+        if table not in tables:
+            raise UserError(f"unknown table {table}; the paper has tables {' and '.join(map(str, tables))}")
+        return tables[table]
     file = Path(path)
     if not file.is_file():
         raise UserError(f"grid file '{file}' does not exist")
