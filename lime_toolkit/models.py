@@ -1,10 +1,7 @@
 """Loading base models the standard way, and reading their predictions under edited parameters."""
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -14,6 +11,7 @@ from .architectures import family_of
 from .data import CLASSIFICATION, MASKED_LM
 from .encoding import Batch
 from .errors import UserError
+from .hub import hub_offline, hub_reachable
 
 Params = dict[str, torch.Tensor]
 
@@ -21,19 +19,6 @@ Params = dict[str, torch.Tensor]
 def _looks_like_path(name: str) -> bool:
     # hub ids are "name" or "owner/name"; anything else is meant as a directory
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
 def load_model(name: str, task: str, num_labels: int | None = None, attn_implementation: str | None = None):
@@ -63,8 +48,8 @@ def load_model(name: str, task: str, num_labels: int | None = None, attn_impleme
         return _load(auto, AutoTokenizer, name, kwargs, local_only=True, label=name)
     except OSError:
         pass
-    if _offline() or not _hub_reachable():
-        why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub cannot be reached"
+    if hub_offline() or not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face hub cannot be reached"
         raise UserError(f"model '{name}' is not in the local Hugging Face cache and {why}: download it where "
                         f"there is internet (`hf download {name}`) or pass --model with a local directory")
     try:

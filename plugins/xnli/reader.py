@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from lime_toolkit.cache import settings_key, write_json_atomic
 from lime_toolkit.errors import UserError
+from lime_toolkit.hub import hub_offline, hub_reachable
 
 #: The paper's language order; languages outside it (other data) follow alphabetically.
 PAPER_ORDER = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -274,20 +273,6 @@ def read_tsv_file(path: Path) -> dict[str, dict[str, Row]]:
     return per_lang
 
 
-def _offline() -> bool:
-    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"}
-               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _hub_cached(name: str) -> bool:
     """Whether some copy of dataset ``name`` is in the local Hugging Face caches (a cheap check made
     before importing ``datasets``, so that offline use without a copy fails at once)."""
@@ -300,16 +285,16 @@ def _hub_cached(name: str) -> bool:
 
 def read_hub(name: str, languages: list[str]) -> XnliTable:
     """``facebook/xnli`` per-language configurations (validation -> dev, test -> test)."""
-    if _offline():
+    if hub_offline("HF_DATASETS_OFFLINE"):
         why = "HF_HUB_OFFLINE is set and it is not in the local cache"
         if not _hub_cached(name):
             raise UserError(f"no --data-dir was given and the Hugging Face dataset '{name}' cannot be loaded: "
                             f"{why}; {LAYOUT_HELP}")
-    elif not _hub_reachable():
+    elif not hub_reachable():
         why = "the Hugging Face hub cannot be reached (set HF_HUB_OFFLINE=1 to use a cached copy)"
     else:
         why = None
-    if why and not _offline():
+    if why and not hub_offline("HF_DATASETS_OFFLINE"):
         raise UserError(f"no --data-dir was given and the Hugging Face dataset '{name}' cannot be loaded: {why}; "
                         f"{LAYOUT_HELP}")
     try:
