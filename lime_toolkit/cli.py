@@ -150,7 +150,8 @@ def data_describe(dataset, data_dir, languages, as_json):
     from rich.console import Console
     from rich.table import Table
 
-    splits = sorted({s for per in counts.values() for s in per})
+    seen = {s for per in counts.values() for s in per}
+    splits = [s for s in ("train", "dev", "test") if s in seen] + sorted(seen - {"train", "dev", "test"})
     table = Table(title=f"{ds.description or type(ds).__name__}: rows per language and split")
     table.add_column("language")
     for s in splits:
