@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lime_toolkit.cache import settings_key, write_json_atomic
+from lime_toolkit.jsonl import jsonl_rows
 from lime_toolkit.errors import UserError
 
 RELEASE_DIR = "mlama1.1"
@@ -91,18 +92,7 @@ def read_language(root: Path, lang: str, cache_dir: Path | None = None) -> Langu
 
 
 def _rows(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: malformed mLAMA row: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: malformed mLAMA row: expected a JSON object")
-            yield where, obj
+    return jsonl_rows(path, "mLAMA row")
 
 
 def parse_language(folder: Path, lang: str) -> LanguageData:

@@ -1,0 +1,25 @@
+"""Reading JSON-lines data files with errors that name the file and line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+
+def jsonl_rows(path: Path, what: str = "row") -> Iterator[tuple[str, dict]]:
+    """Yield ``("path:line", object)`` for each non-blank line; a line that is not a JSON object is a
+    :class:`UserError` saying where (``what`` names the kind of row, e.g. "XNLI row")."""
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{where}: malformed {what}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{where}: malformed {what}: expected a JSON object")
+            yield where, obj
