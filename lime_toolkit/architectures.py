@@ -48,8 +48,12 @@ def num_layers(model: nn.Module) -> int:
     raise UserError(f"cannot tell how many layers model type '{config.model_type}' has; set edit.params in the config")
 
 
-def editable_parameters(model: nn.Module, patterns: list[str] | None = None, last_n_layers: int = 3) -> list[str]:
-    """Names (as in ``model.named_parameters()``) of the weights to edit, in model order."""
+def editable_parameters(model: nn.Module, patterns: list[str] | None = None, last_n_layers: int = 3,
+                        layers: list[int] | None = None) -> list[str]:
+    """Names (as in ``model.named_parameters()``) of the weights to edit, in model order.
+
+    ``patterns`` (fnmatch) win; else the MLP weights of the layers numbered ``layers`` (negative
+    numbers count from the end, -1 is the last layer); else those of the last ``last_n_layers``."""
     names = [n for n, _ in model.named_parameters()]
     if patterns:
         chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
@@ -63,8 +67,9 @@ def editable_parameters(model: nn.Module, patterns: list[str] | None = None, las
                 f"(name patterns) in the config, or add a family to lime_toolkit/architectures.py"
             )
         n = num_layers(model)
+        chosen_layers = _layer_indices(layers, n) if layers else range(max(0, n - last_n_layers), n)
         prefix = model.base_model_prefix + "." if hasattr(model, model.base_model_prefix) else ""
-        wanted = {prefix + t.format(i=i) for i in range(max(0, n - last_n_layers), n) for t in family.mlp_weights}
+        wanted = {prefix + t.format(i=i) for i in chosen_layers for t in family.mlp_weights}
         chosen = [name for name in names if name in wanted]
         if len(chosen) != len(wanted):
             raise UserError(f"expected parameters {sorted(wanted - set(chosen))} not found in the model")
@@ -72,3 +77,16 @@ def editable_parameters(model: nn.Module, patterns: list[str] | None = None, las
         if dict(model.named_parameters())[name].dim() != 2:
             raise UserError(f"edited parameter '{name}' is not a weight matrix; edit patterns must select Linear weights")
     return chosen
+
+
+def _layer_indices(layers: list[int], n: int) -> list[int]:
+    out = []
+    for raw in layers:
+        try:
+            i = int(raw)
+        except (TypeError, ValueError):
+            raise UserError(f"edit.layers must be layer numbers (got {raw!r})") from None
+        if not -n <= i < n:
+            raise UserError(f"edit.layers: the model has {n} layers (0 to {n - 1}, or -1 to -{n}); got {i}")
+        out.append(i % n)
+    return sorted(set(out))

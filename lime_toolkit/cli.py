@@ -75,6 +75,8 @@ def run_options(fn):
         click.option("--limit", type=int, help="At most this many edit cases per split."),
         click.option("--seed", type=int, help="Random seed (default 0)."),
         click.option("--device", help="auto, cpu, cuda or cuda:N."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="Set any config key, e.g. --set train.max_steps=500 (repeatable; YAML values)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -90,7 +92,30 @@ def resolve_config(config_path, **flags) -> dict:
     overrides = {keys[k]: v for k, v in flags.items() if k in keys}
     if overrides.get("languages"):
         overrides["languages"] = [l.strip() for l in overrides["languages"].split(",") if l.strip()]
-    return load_config(config_path, overrides)
+    return load_config(config_path, {**parse_settings(flags.get("settings") or ()), **overrides})
+
+
+def parse_settings(items) -> dict:
+    """``("train.max_steps=500", "edit.layers=[1, 2]")`` -> ``{"train.max_steps": 500, ...}``; values
+    are read as YAML (numbers, lists, mappings, null)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects KEY=VALUE (got '{item}'), e.g. --set train.max_steps=500")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {key.strip()}: '{raw}' is not a valid value (YAML syntax)") from None
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key.strip()] = value
+    return out
 
 
 @cli.command()
@@ -107,6 +132,22 @@ def train(config_path, quiet, **flags):
     from .cli_train import run_train
 
     run_train(resolve_config(config_path, **flags), console(quiet), quiet)
+
+
+@cli.command()
+@run_options
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True)
+@click.option("--edits", "n_edits", type=int, default=30, show_default=True, help="Edits per finetuning check.")
+@click.option("--lr", type=float, default=1e-2, show_default=True, help="Adam learning rate of the finetuning checks.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON here.")
+def diagnose(config_path, split, n_edits, lr, json_path, **flags):
+    """Check a base model before trusting an editing result: are parallel inputs alike at each
+    layer, and how far does a finetuning edit of the edited weights carry across languages?"""
+    from .cli_diagnose import run_diagnose
+
+    if n_edits < 1 or lr <= 0:
+        raise UserError("--edits must be at least 1 and --lr positive")
+    run_diagnose(resolve_config(config_path, **flags), split, n_edits, lr, json_path, console())
 
 
 @cli.command("prepare-base")

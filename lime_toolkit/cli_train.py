@@ -36,19 +36,30 @@ class QuietMonitor:
     def on_edit(self): pass
 
 
+def _with_interval(value: float, interval: dict | None, key: str) -> str:
+    bounds = (interval or {}).get(key)
+    if not bounds:
+        return f"{value:.3f}"
+    lo, hi = (f"{b:.2f}".removeprefix("0") if b < 1 else "1.0" for b in bounds)
+    return f"{value:.3f} [{lo},{hi}]"
+
+
 def results_table(metrics: dict) -> Table:
+    """acc / con / succ per edit language and macro-averaged, with 95% bootstrap intervals."""
     s = metrics["setting"]
     table = Table(title=f"{s['editor']} + {s['masks']} masks on {s['dataset']} ({s['split']} edits, "
-                        f"trained on {s['train_langs']})")
-    for col in ("edit language", "edits", "acc", "con", "succ"):
-        table.add_column(col, justify="right" if col != "edit language" else "left")
+                        f"trained on {s['train_langs']}; [95% interval])")
+    for col in ("edit lang", "edits", "acc", "con", "succ"):
+        table.add_column(col, justify="right" if col != "edit lang" else "left", no_wrap=True)
     for lang, v in metrics["per_language"].items():
-        table.add_row(lang, str(v["edits"]), f"{v['acc']:.3f}", f"{v['con']:.3f}", f"{v['succ']:.3f}")
+        ci = v.get("interval")
+        table.add_row(lang, str(v["edits"]), *(_with_interval(v[k], ci, k) for k in ("acc", "con", "succ")))
     table.add_section()
-    table.add_row("[bold]macro average", str(metrics["edits"]), f"[bold]{metrics['acc']:.3f}",
-                  f"[bold]{metrics['con']:.3f}", f"[bold]{metrics['succ']:.3f}")
+    ci = metrics.get("interval")
+    table.add_row("[bold]macro avg", str(metrics["edits"]),
+                  *(f"[bold]{_with_interval(metrics[k], ci, k)}" for k in ("acc", "con", "succ")))
     b = metrics["baselines"]
-    table.add_row("untrained editor", "", f"{b['acc']:.3f}", f"{b['con']:.3f}", f"{b['succ']:.3f}")
+    table.add_row("untrained", "", *(_with_interval(b[k], b.get("interval"), k) for k in ("acc", "con", "succ")))
     return table
 
 

@@ -16,7 +16,7 @@ Two task kinds are supported by the core:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 TARGET_SLOT = "[Y]"
@@ -53,12 +53,23 @@ class EditCase:
     ``edit_langs`` restricts the languages in which the case may be the *edit* input (``None``: every
     language of ``inputs``); the other languages' inputs still serve as update inputs. XNLI's test
     edits use it: a pair is edited only in the languages where the raw model gets it wrong.
+    ``alternatives`` are other desired targets that are just as valid for this item (language ->
+    target each, e.g. every other object of the relation): the training sampler draws among the
+    case's own targets and these, so an editor meets each item with many targets and cannot learn
+    a fixed item -> target table. Evaluation always uses ``inputs``.
     """
 
     id: str
     inputs: dict[str, Example]
     meta: dict = field(default_factory=dict, compare=False)
     edit_langs: tuple[str, ...] | None = None
+    alternatives: tuple[dict[str, Union[str, int]], ...] = ()
+
+    def with_targets(self, targets: dict[str, Union[str, int]]) -> "EditCase":
+        """The same edit with other desired targets (language -> target; languages not named keep
+        theirs)."""
+        inputs = {lang: replace(ex, target=targets.get(lang, ex.target)) for lang, ex in self.inputs.items()}
+        return replace(self, inputs=inputs, alternatives=())
 
     def can_edit_in(self, lang: str) -> bool:
         """Whether ``lang`` may be this case's edit language."""

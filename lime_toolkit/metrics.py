@@ -2,9 +2,13 @@
 per-language matrices."""
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import mean
+
+#: Bootstrap resamples behind the 95% intervals (seeded: the same records give the same interval).
+BOOTSTRAP_SAMPLES = 1000
 
 
 def harmonic(acc: float, con: float) -> float:
@@ -56,10 +60,14 @@ def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list
     con = mean(v["con"] for v in per_language.values()) if per_language else 0.0
     per_edit = [harmonic(_rate([ok for _, ok in r.updates]) or 0.0, _rate([ok for _, ok in r.retains]) or 0.0)
                 for r in records if r.updates and r.retains]
+    intervals, language_intervals = bootstrap_intervals(records, list(per_language))
+    for le, ci in language_intervals.items():
+        per_language[le]["interval"] = ci
     return {
         "acc": acc,
         "con": con,
         "succ": harmonic(acc, con),
+        "interval": intervals,
         "succ_per_edit": mean(per_edit) if per_edit else 0.0,
         "edits": len(records),
         "per_language": per_language,
@@ -67,3 +75,43 @@ def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list
         "acc_matrix": matrix(acc_cells),
         "con_matrix": matrix(con_cells),
     }
+
+
+def _macro(records_by_lang: dict[str, list[EditRecord]]) -> dict[str, float]:
+    accs, cons = [], []
+    for mine in records_by_lang.values():
+        accs.append(_rate([ok for r in mine for _, ok in r.updates]) or 0.0)
+        cons.append(_rate([ok for r in mine for _, ok in r.retains]) or 0.0)
+    acc, con = mean(accs), mean(cons)
+    return {"acc": acc, "con": con, "succ": harmonic(acc, con)}
+
+
+def bootstrap_intervals(records: list[EditRecord], langs: list[str], samples: int = BOOTSTRAP_SAMPLES,
+                        level: float = 0.95, seed: int = 0) -> tuple[dict, dict]:
+    """95% percentile-bootstrap intervals of the macro acc, con and succ, and of each edit
+    language's own, resampling edits (with all their checks) within each edit language.
+
+    Returns ``({"acc": [lo, hi], "con": ..., "succ": ...}, {lang: {...}})``; empty dicts when
+    there is nothing to resample."""
+    by_lang = {l: [r for r in records if r.edit_lang == l] for l in langs}
+    by_lang = {l: rs for l, rs in by_lang.items() if rs}
+    if not by_lang:
+        return {}, {}
+    rng = random.Random(seed)
+    draws: list[dict[str, float]] = []
+    per_lang_draws: dict[str, list[dict[str, float]]] = {l: [] for l in by_lang}
+    for _ in range(samples):
+        sample = {l: [rs[rng.randrange(len(rs))] for _ in rs] for l, rs in by_lang.items()}
+        draws.append(_macro(sample))
+        for l, rs in sample.items():
+            per_lang_draws[l].append(_macro({l: rs}))
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+
+    def bounds(values: list[dict[str, float]]) -> dict[str, list[float]]:
+        out = {}
+        for k in ("acc", "con", "succ"):
+            ordered = sorted(v[k] for v in values)
+            out[k] = [ordered[int(lo_q * (len(ordered) - 1))], ordered[int(round(hi_q * (len(ordered) - 1)))]]
+        return out
+
+    return bounds(draws), {l: bounds(v) for l, v in per_lang_draws.items()}

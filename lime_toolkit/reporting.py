@@ -26,10 +26,22 @@ def stats(values) -> dict | None:
     return {"mean": mean(values), "min": min(values), "max": max(values), "spread": max(values) - min(values)}
 
 
+#: Two-sided 97.5% quantiles of Student's t for 1..10 degrees of freedom (95% intervals over seeds).
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
 def mean_std(values) -> dict:
-    """``{"mean", "std", "n"}``; ``std`` is the sample standard deviation (0 for one value)."""
+    """``{"mean", "std", "n", "interval"}``; ``std`` is the sample standard deviation (0 for one
+    value) and ``interval`` the 95% t-interval of the mean over the values (None for one value)."""
     values = [float(v) for v in values]
-    return {"mean": mean(values), "std": stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    n = len(values)
+    m = mean(values)
+    sd = stdev(values) if n > 1 else 0.0
+    interval = None
+    if n > 1:
+        half = (T975[n - 2] if n - 2 < len(T975) else 1.96) * sd / n ** 0.5
+        interval = [m - half, m + half]
+    return {"mean": m, "std": sd, "n": n, "interval": interval}
 
 
 def _mean_matrix(matrices: list[dict]) -> dict:
@@ -91,6 +103,9 @@ def eval_document(results: dict, setting: dict, source: dict | None = None) -> d
         "schema": SCHEMA,
         **{k: combined[k] for k in HEADLINE},
         "std": {k: mean_std(results[s][k] for s in seeds)["std"] for k in HEADLINE},
+        # one seed: bootstrap over its edits; several: the t-interval of the mean over seeds
+        "interval": (combined.get("interval") if len(seeds) == 1 else
+                     {k: mean_std(results[s][k] for s in seeds)["interval"] for k in ("acc", "con", "succ")}),
         "edits": combined["edits"],
         "acc_matrix": combined["acc_matrix"],
         "con_matrix": combined["con_matrix"],
@@ -134,12 +149,20 @@ def eval_markdown(doc: dict) -> str:
     """A markdown report of an evaluation document (values in %)."""
     s = doc["setting"]
     std = doc.get("std", {})
-    head = lambda k: _pct(doc[k]) + (f" ± {100 * std[k]:.2f}" if len(s.get("seeds", [])) > 1 else "")  # noqa: E731
+    interval = doc.get("interval") or {}
+
+    def head(k):
+        text = _pct(doc[k]) + (f" ± {100 * std[k]:.2f}" if len(s.get("seeds", [])) > 1 else "")
+        if interval.get(k):
+            text += f" [{100 * interval[k][0]:.1f}, {100 * interval[k][1]:.1f}]"
+        return text
+
     lines = [f"# {s.get('editor', '?')} + {s.get('masks', '?')} masks on {s.get('dataset', '?')}: "
              f"{s.get('split', '?')} edits, {','.join(s.get('edit_langs', []))} -> {','.join(s.get('eval_langs', []))}",
              "", f"seeds {s.get('seeds')}, {doc['edits']} edits, n_update {s.get('n_update')}, "
                  f"n_retain {s.get('n_retain')}, max_edits {s.get('max_edits')}", "",
-             "| acc | con | succ | succ_per_edit (mean of per-edit harmonic means) |", "|---|---|---|---|",
+             "| acc [95% interval] | con | succ | succ_per_edit (mean of per-edit harmonic means) |",
+             "|---|---|---|---|",
              f"| {head('acc')} | {head('con')} | {head('succ')} | {head('succ_per_edit')} |", "",
              "### Per edit language", "", "| edit lang | edits | acc | con | succ | acc min over eval | acc spread |",
              "|---|---|---|---|---|---|---|"]

@@ -114,7 +114,8 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
     model, tokenizer = load_model(str(model_name), dataset.task, dataset.num_labels, attn_implementation=attn)
     dataset.bind_tokenizer(tokenizer)
     model.to(device)
-    names = editable_parameters(model, config["edit"]["params"], int(config["edit"]["last_n_layers"]))
+    edit = config["edit"]
+    names = editable_parameters(model, edit["params"], int(edit["last_n_layers"]), edit.get("layers"))
     weights = dict(model.named_parameters())
     shapes = {n: tuple(weights[n].shape) for n in names}
     torch.manual_seed(int(config["seed"]))  # editor and mask initialisation

@@ -40,18 +40,28 @@ class LanguageRoles:
 
 @dataclass(frozen=True)
 class Sample:
+    """One training draw: the edit input x_e, the update inputs x_u (parallel to x_e; the first is
+    the paper's single x_u) and the unrelated retain inputs x_r."""
+
     case: EditCase
     edit: Example
-    update: Example
+    updates: list[Example]
     retain: list[Example]
+
+    @property
+    def update(self) -> Example:
+        return self.updates[0]
 
 
 class CrossLingualSampler:
-    """Draws (x_e, x_u, x_r) triples deterministically from a seed."""
+    """Draws (x_e, x_u, x_r) triples deterministically from a seed; a case with ``alternatives``
+    takes one of its target sets (its own or an alternative) uniformly at each draw."""
 
     def __init__(self, cases: list[EditCase], pool: dict[str, list[Example]], roles: LanguageRoles,
-                 n_retain: int = 1, seed: int = 0):
-        self.roles, self.n_retain, self.seed = roles, n_retain, seed
+                 n_retain: int = 1, seed: int = 0, n_update: int = 1):
+        """``n_update``: update inputs per draw, in distinct languages (1 is the paper's sampler;
+        0 or more than there are languages: every update language of the case)."""
+        self.roles, self.n_retain, self.seed, self.n_update = roles, n_retain, seed, n_update
         self.by_lang = {l: [c for c in cases if c.can_edit_in(l)] for l in roles.edit}
         empty = [l for l, cs in self.by_lang.items() if not cs]
         if empty:
@@ -64,10 +74,19 @@ class CrossLingualSampler:
         rng = random.Random(f"{self.seed}:{step}:{micro}")
         lang_e = rng.choice(self.roles.edit)
         case = rng.choice(self.by_lang[lang_e])
+        if case.alternatives:
+            pick = rng.randrange(len(case.alternatives) + 1)
+            if pick:
+                case = case.with_targets(case.alternatives[pick - 1])
         update_langs = [l for l in self.roles.update if l in case.inputs] or [lang_e]
-        lang_u = rng.choice(update_langs)
+        if self.n_update == 1:
+            chosen = [rng.choice(update_langs)]  # the paper's draw (and the same random stream as before)
+        elif 0 < self.n_update < len(update_langs):
+            chosen = rng.sample(update_langs, self.n_update)
+        else:
+            chosen = list(update_langs)
         retain = [draw_unrelated(rng, self.pool, self.roles.retain, case.id) for _ in range(self.n_retain)]
-        return Sample(case, case.inputs[lang_e], case.inputs[lang_u], retain)
+        return Sample(case, case.inputs[lang_e], [case.inputs[l] for l in chosen], retain)
 
 
 def draw_unrelated(rng: random.Random, pool: dict[str, list[Example]], langs, exclude_id: str) -> Example:

@@ -53,20 +53,31 @@ def paper_table(metrics_list: list[dict]) -> list[dict]:
                "seeds": [m["setting"].get("seed") for m in members], "runs": len(members)}
         for k in METRICS:
             row[k] = mean_std(m.get(k, 0.0) for m in members)
+            if row[k]["interval"]:  # rates: an interval never leaves [0, 1]
+                row[k]["interval"] = [max(0.0, row[k]["interval"][0]), min(1.0, row[k]["interval"][1])]
+            if len(members) == 1 and (members[0].get("interval") or {}).get(k):
+                row[k]["interval"] = list(members[0]["interval"][k])  # one run: bootstrap over its edits
         rows.append(row)
     return rows
 
 
 def _cell(v: dict, percent: bool) -> str:
+    """``mean ± std [lo, hi]`` over seeds (t-interval), or ``value [lo, hi]`` for one run (bootstrap
+    interval over its edits, when the run has one)."""
     scale = 100 if percent else 1
     digits = 2 if percent else 4
     text = f"{scale * v['mean']:.{digits}f}"
-    return text + (f" ± {scale * v['std']:.{digits}f}" if v["n"] > 1 else "")
+    if v["n"] > 1:
+        text += f" ± {scale * v['std']:.{digits}f}"
+    if v.get("interval"):
+        lo, hi = v["interval"]
+        text += f" [{scale * lo:.{digits - 1}f}, {scale * hi:.{digits - 1}f}]"
+    return text
 
 
 def to_markdown(rows: list[dict], percent: bool = True, per_edit: bool = False) -> str:
     """A markdown table: editor, train langs, masks, evaluation setting, seeds, acc, con, succ (and
-    ``succ_per_edit`` when asked); values in % by default."""
+    ``succ_per_edit`` when asked); values in % by default, each with its 95% interval."""
     metrics = METRICS if per_edit else METRICS[:3]
     header = ["dataset", "editor", "train langs", "masks", "evaluation", "seeds", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import UserError
 from .encoding import encode_examples
 from .evaluation import EvalSettings, evaluate
 from .factors import edit_loss
@@ -27,7 +28,7 @@ def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor
     model, system, lang = run.model, run.system, sample.edit.lang
     encode = lambda examples: encode_examples(run.tokenizer, examples, run.task).to(run.device)  # noqa: E731
     theta_u = system.edit(encode([sample.edit]), lang)
-    rel = edit_loss(model, encode([sample.update]), theta_u)
+    rel = edit_loss(model, encode(sample.updates), theta_u)
     retain = encode(sample.retain)
     with torch.no_grad():
         before = F.log_softmax(position_logits(model, retain), dim=-1)
@@ -42,13 +43,26 @@ def make_optimizer(run: Run) -> torch.optim.Optimizer:
     """Adam with the editor's parameter groups and the masks in a group of their own."""
     train = run.config["train"]
     editor = run.system.editor
-    lr = train["lr"] or editor.setup.option("lr", None) or editor.default_lr
+    lr = _positive_rate(train["lr"] or editor.setup.option("lr", None) or editor.default_lr, "the editor's lr")
     groups = [{**group, "lr": group.get("lr", lr)} for group in editor.param_groups()]
     if run.system.masks is not None:
         params = [p for p in run.system.masks.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "name": "masks", "lr": train["mask_lr"] or run.system.masks.default_lr})
+            groups.append({"params": params, "name": "masks",
+                           "lr": _positive_rate(train["mask_lr"] or run.system.masks.default_lr, "train.mask_lr")})
+    for group in groups:
+        group["lr"] = _positive_rate(group["lr"], f"the learning rate of parameter group '{group.get('name')}'")
     return torch.optim.Adam(groups)
+
+
+def _positive_rate(value, what: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a number (got {value!r})") from None
+    if not rate > 0:
+        raise UserError(f"{what} must be positive (got {rate})")
+    return rate
 
 
 class TrainingMonitor(Protocol):
@@ -68,7 +82,7 @@ class TrainResult:
 
 def validation_settings(run: Run) -> EvalSettings:
     roles = run.roles(run.config["train"]["langs"])
-    return EvalSettings(list(roles.edit), list(roles.update), n_update=1, n_retain=4,
+    return EvalSettings(list(roles.edit), list(roles.update), n_update=0, n_retain=4,
                         max_edits=int(run.config["train"]["val_edits"]), seed=int(run.config["seed"]))
 
 
@@ -93,7 +107,8 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     cfg, ckpt = run.config["train"], run.out / "checkpoints"
     roles = run.roles(cfg["langs"])
     sampler = CrossLingualSampler(run.cases("train"), run.pool("train"), roles,
-                                  n_retain=int(cfg["retain_per_edit"]), seed=int(run.config["seed"]))
+                                  n_retain=int(cfg["retain_per_edit"]), seed=int(run.config["seed"]),
+                                  n_update=int(cfg.get("update_per_edit", 1)))
     dev_cases, dev_pool = run.cases("dev"), run.pool("dev")
     optimizer = make_optimizer(run)
     params = [p for g in optimizer.param_groups for p in g["params"]]

@@ -21,7 +21,9 @@ from lime_toolkit_plugins.demo.tiny_model import (
     read_recall,
     train_tokenizer,
 )
-from lime_toolkit_plugins.demo.vocabulary import LANGUAGES
+from lime_toolkit_plugins.demo.vocabulary import LANGUAGES, RELATIONS
+from lime_toolkit_plugins.demo.wordpiece import bert_words, learn_vocabulary
+from transformers import BertTokenizer
 
 SMALL = DemoSettings.small()
 SMALL_RECALL_THRESHOLD = 0.8
@@ -177,8 +179,13 @@ def test_locality_pool(tmp_cache):
     assert int((batch.labels == -100).sum()) == sum(e.n_masks for e in pool["zh"][:8])
     assert not demo_model_dir(ds.settings).exists()  # the pool needs the tokenizer only
 
-    # With the run's tokenizer bound (another --model), masks are counted in its word pieces.
-    coarse = train_tokenizer(DemoCorpus(DemoSettings.small(vocab_size=120)))
+    # With the run's tokenizer bound (another --model), masks are counted in its word pieces: here a
+    # character-level WordPiece vocabulary, in which most objects take several pieces.
+    corpus = DemoCorpus(DemoSettings.small())
+    chars = learn_vocabulary(bert_words([corpus.sentence(f, l) for f in corpus.facts for l in corpus.languages]
+                                        + [w for _, objs in RELATIONS.values() for ws in objs.values() for w in ws]),
+                             0, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    coarse = BertTokenizer(vocab=chars, do_lower_case=False, strip_accents=False)
     ds.bind_tokenizer(coarse)
     bound = ds.locality_pool("test")["en"]
     expected = [len(coarse(ds.corpus.object_text(f.relation, f.obj, "en"), add_special_tokens=False)["input_ids"]) for f in facts]
@@ -206,7 +213,7 @@ def test_tokenizer_is_deterministic_and_cased():
     first, second = train_tokenizer(corpus), train_tokenizer(corpus)
     assert first.get_vocab() == second.get_vocab()
     assert first.mask_token == "[MASK]" and first.pad_token_id == 0
-    assert first.tokenize("Paris") == ["Paris"]
+    assert first.tokenize("Warsaw") == ["Warsaw"]
     zh_object = corpus.object_text("born_in", 0, "zh")
     assert first.tokenize(zh_object) == list(zh_object)
 

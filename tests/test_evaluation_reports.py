@@ -40,9 +40,16 @@ def test_summarise_hand_computed():
     ]
     m = summarise(records, ["en", "de", "fr"], ["en", "de"])
     # en: acc 2/3, con 4/5; de: acc 0, con 0 -> succ 0; fr: no edits, left out of the macro average
+    intervals = {l: m["per_language"][l].pop("interval") for l in ("en", "de")}
     assert m["per_language"]["en"] == pytest.approx({"acc": 2 / 3, "con": 4 / 5, "succ": harmonic(2 / 3, 4 / 5),
                                                      "edits": 2})
     assert m["per_language"]["de"] == {"acc": 0.0, "con": 0.0, "succ": 0.0, "edits": 1}
+    # one edit that failed everything: no resample can do better
+    assert intervals["de"] == {"acc": [0.0, 0.0], "con": [0.0, 0.0], "succ": [0.0, 0.0]}
+    # en's two edits: resamples are {1st, 1st}, {1st, 2nd}, {2nd, 2nd} -> acc 1/2, 2/3 or 1
+    assert intervals["en"]["acc"][0] == pytest.approx(0.5) and intervals["en"]["acc"][1] == pytest.approx(1.0)
+    lo, hi = m["interval"]["acc"]
+    assert lo <= m["acc"] <= hi and lo == pytest.approx(0.25) and hi == pytest.approx(0.5)
     assert "fr" not in m["per_language"] and m["languages_without_edits"] == ["fr"]
     assert m["acc"] == pytest.approx((2 / 3 + 0) / 2)
     assert m["con"] == pytest.approx((4 / 5 + 0) / 2)
@@ -109,9 +116,11 @@ def test_paper_table_mean_and_std():
     assert len(rows) == 2
     assert rows[0]["acc"]["mean"] == pytest.approx(0.9) and rows[0]["acc"]["std"] == pytest.approx(0.1)
     assert rows[0]["seeds"] == [0, 1, 2] and rows[0]["evaluation"] == "all -> all"
-    assert rows[1]["acc"] == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert rows[1]["acc"] == {"mean": 0.5, "std": 0.0, "n": 1, "interval": None}
+    half = 4.303 * 0.1 / 3 ** 0.5  # Student's t, 2 degrees of freedom
+    assert rows[0]["acc"]["interval"] == pytest.approx([0.9 - half, 1.0])  # clipped to a rate's range
     md = to_markdown(rows)
-    assert "90.00 ± 10.00" in md and "en only" in md and md.count("\n") == 4
+    assert "90.00 ± 10.00 [65.2, 100.0]" in md and "en only" in md and md.count("\n") == 4
 
 
 # -- figures ---------------------------------------------------------------------------------------

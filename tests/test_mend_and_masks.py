@@ -244,3 +244,20 @@ def test_mend_with_masks_gradient_reaches_masks():
     (w.sum() + masks.penalty(["de"])).backward()
     gate = masks.gates["de"]["enc__0__up__weight"]["x"]
     assert gate.scale.grad.abs().sum() > 0 and gate.log_alpha.grad.abs().sum() > 0
+
+
+def test_mend_last_layer_is_linear_and_can_subtract():
+    """MEND's last residual layer has no clamp (as in MEND's own code): once trained it can move a
+    factor below its input, which a network of clamped (non-negative) residuals never can."""
+    name = "enc.0.up.weight"
+    x, d = factors(name)
+    for linear_last, can_subtract in ((True, True), (False, False)):
+        editor = mend(linear_last=linear_last)
+        net = editor.network_for(name)
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.u.fill_(0.5)
+                layer.bias.fill_(-5.0)  # a strongly negative pre-activation everywhere
+        x_t, _ = editor.transform(name, x, d, None)
+        assert bool((x_t < x - 1e-6).any()) is can_subtract
+        assert net.layers[-1].linear is linear_last and not net.layers[0].linear

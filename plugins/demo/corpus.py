@@ -40,20 +40,23 @@ class DemoSettings:
 
     vocab_size: int = 2000
     hidden_size: int = 128
-    num_layers: int = 2
+    num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 256
 
-    max_epochs: int = 28
-    batch_size: int = 64
+    max_epochs: int = 36
+    batch_size: int = 96
     learning_rate: float = 4e-3
     warmup: float = 0.1  # share of the steps spent warming the learning rate up
     random_mask_prob: float = 0.05  # extra masking of non-object tokens, as in BERT pre-training
     code_switch: float = 0.2  # code-switched sentences (subject in another script) per epoch, per native one
     replay: float = 0.3  # extra rows per epoch, per native one, drawn from the facts still missed
+    align_weight: float = 1.0  # weight of the cross-lingual alignment objective (0: plain masked LM)
+    align_layers: tuple[int, ...] = (2, 3)  # hidden states (0: embeddings, k: layer k's output) aligned at the slot
+    align_temperature: float = 0.1  # of the contrastive alignment objective
     target_recall: float = 0.98  # stop early once every language recalls this share of facts
     eval_every: int = 2  # epochs between recall measurements (second half of the run only)
-    builder_version: int = 2
+    builder_version: int = 4
 
     @classmethod
     def small(cls, **overrides: Any) -> "DemoSettings":
@@ -105,7 +108,9 @@ def _coerce(default: Any, value: Any, name: str) -> Any:
             return value.lower() in ("1", "true", "yes", "on")
         if isinstance(default, tuple):
             items = [v.strip() for v in value.split(",") if v.strip()]
-            return tuple(float(v) for v in items) if name == "split" else tuple(items)
+            if name == "split":
+                return tuple(float(v) for v in items)
+            return tuple(int(v) for v in items) if default and isinstance(default[0], int) else tuple(items)
         return type(default)(value)
     except ValueError:
         raise UserError(f"demo setting {name}={value!r} is not a valid {type(default).__name__}") from None
@@ -156,6 +161,9 @@ class DemoCorpus:
                 n_objects = len(RELATIONS[rel][1]["en"])
                 facts.append(Fact(f"f{subject.index:04d}-{rel}", subject.index, rel, objects_rng.randrange(n_objects)))
         self.facts = sorted(facts, key=lambda f: f.id)
+        self.relations_by_id = {f.id: f.relation for f in self.facts}
+        self._object_index = {(rel, lang): {w.replace(" ", ""): i for i, w in enumerate(RELATIONS[rel][1][lang])}
+                              for rel in self.relations for lang in self.languages}
         self.split_of = _split_subjects(settings.n_subjects, settings.split, random.Random(f"demo-split/{settings.seed}"))
 
     # -- texts -------------------------------------------------------------------------------
@@ -163,6 +171,11 @@ class DemoCorpus:
     def object_text(self, relation: str, obj: int, lang: str) -> str:
         """Object number ``obj`` of ``relation`` written in ``lang``."""
         return RELATIONS[relation][1][lang][obj]
+
+    def object_index(self, relation: str, lang: str, text: str) -> int | None:
+        """The index of the object written ``text`` in ``lang`` (spaces ignored, as a decoded
+        prediction may have them), or ``None`` when ``text`` is no object of ``relation``."""
+        return self._object_index[(relation, lang)].get(text.replace(" ", ""))
 
     def n_objects(self, relation: str) -> int:
         """How many objects ``relation`` has."""
@@ -193,20 +206,27 @@ class DemoCorpus:
             raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         return [f for f in self.facts if self.split_of[f.subject] == split]
 
-    def counterfactual(self, fact: Fact, seed: int) -> int:
-        """A uniformly random object of the same relation other than the true one.
+    def counterfactual(self, fact: Fact, seed: int, exclude: frozenset[int] = frozenset()) -> int:
+        """A uniformly random object of the same relation other than the true one and those in
+        ``exclude`` (the objects the unedited model already predicts for this fact in some language,
+        so that an edit is needed to reach the target; ignored if it would leave nothing).
 
         Seeded by ``(seed, fact id)`` so the choice does not depend on which other facts are drawn."""
         rng = random.Random(f"demo-edit/{seed}/{fact.id}")
-        return rng.choice([o for o in range(self.n_objects(fact.relation)) if o != fact.obj])
+        others = [o for o in range(self.n_objects(fact.relation)) if o != fact.obj]
+        return rng.choice([o for o in others if o not in exclude] or others)
 
-    def edit_case(self, fact: Fact, seed: int, languages: list[str] | None = None) -> EditCase:
-        """The edit "make ``fact`` point at a counterfactual object", parallel in ``languages``."""
-        new = self.counterfactual(fact, seed)
+    def edit_case(self, fact: Fact, seed: int, languages: list[str] | None = None,
+                  exclude: frozenset[int] = frozenset()) -> EditCase:
+        """The edit "make ``fact`` point at a counterfactual object", parallel in ``languages``; every
+        other counterfactual object (not true, not in ``exclude``) is an alternative target."""
+        new = self.counterfactual(fact, seed, exclude)
         langs = languages or self.languages
+        others = [o for o in range(self.n_objects(fact.relation)) if o not in (fact.obj, new) and o not in exclude]
         return EditCase(
             id=fact.id,
             inputs={lang: self.example(fact, lang, new) for lang in langs},
+            alternatives=tuple({lang: self.object_text(fact.relation, o, lang) for lang in langs} for o in others),
             meta={
                 "relation": fact.relation,
                 "subject": fact.subject,

@@ -7,6 +7,7 @@ command of the toolkit can be tried without data or a network. See :mod:`.corpus
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import sys
@@ -20,6 +21,14 @@ from .corpus import DemoCorpus, DemoSettings
 from .tiny_model import build_demo_model, demo_model_dir, demo_tokenizer, is_built, read_recall
 
 
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise UserError(f"demo setting alternatives={value!r} must be true or false")
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -28,7 +37,8 @@ class DemoDataset(Dataset):
     """Invented parallel facts in six languages; edits move a fact to another object.
 
     ``options.extra`` may hold ``preset`` ("default" or "small") and any :class:`DemoSettings`
-    field (``n_subjects``, ``seed`` ...) to change the world; ``options.seed`` only drives the
+    field (``n_subjects``, ``seed`` ...) to change the world, and ``alternatives`` (default true:
+    training edits offer every other counterfactual object as an alternative target); ``options.seed`` only drives the
     counterfactual targets and the ``limit`` sample, so the cached model is shared between seeds.
     """
 
@@ -37,7 +47,11 @@ class DemoDataset(Dataset):
 
     def __init__(self, options: DatasetOptions | None = None):
         super().__init__(options or DatasetOptions())
-        self.settings = DemoSettings.from_overrides(self.options.extra)
+        extra = dict(self.options.extra)
+        #: Offer every other counterfactual object as an alternative training target (see
+        #: EditCase.alternatives); false keeps one fixed target per fact, as the paper's data does.
+        self.alternatives = _flag(extra.pop("alternatives", True))
+        self.settings = DemoSettings.from_overrides(extra)
         self.corpus = DemoCorpus(self.settings)
         self._languages = self._select_languages(self.options.languages)
         self.cache = self.options.cache_dir  # None: the toolkit's cache root
@@ -73,9 +87,27 @@ class DemoDataset(Dataset):
         return facts
 
     def edit_cases(self, split: str, *, predict: Predictor | None = None) -> list[EditCase]:
-        """One edit per fact of ``split`` (at most ``limit``): the same counterfactual object of
-        the fact's relation, written in every language. ``predict`` is not needed and ignored."""
-        return [self.corpus.edit_case(f, self.options.seed, self._languages) for f in self._facts(split)]
+        """One edit per fact of ``split`` (at most ``limit``): a counterfactual object of the
+        fact's relation, written in every language. With ``predict`` (the unedited model), the
+        counterfactual is never an object the model already predicts for the fact in any language,
+        so an untrained editor scores (near) zero and acc measures the edit itself."""
+        facts = self._facts(split)
+        predicted = self._predicted_objects(facts, predict) if predict is not None else {}
+        cases = [self.corpus.edit_case(f, self.options.seed, self._languages, predicted.get(f.id, frozenset()))
+                 for f in facts]
+        return cases if self.alternatives else [dataclasses.replace(c, alternatives=()) for c in cases]
+
+    def _predicted_objects(self, facts, predict: Predictor) -> dict[str, frozenset[int]]:
+        """Fact id -> indices of the objects the model predicts for it in some language."""
+        queries = [self.corpus.example(f, lang) for f in facts for lang in self._languages]
+        answers = predict(queries) if queries else []
+        found: dict[str, set[int]] = {}
+        for query, answer in zip(queries, answers):
+            rel = self.corpus.relations_by_id[query.id]
+            index = self.corpus.object_index(rel, query.lang, str(answer))
+            if index is not None:
+                found.setdefault(query.id, set()).add(index)
+        return {fid: frozenset(v) for fid, v in found.items()}
 
     def bind_tokenizer(self, tokenizer) -> None:
         """Count the locality inputs' masks in the run's tokenizer (the core calls this once the

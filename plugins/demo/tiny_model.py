@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from tokenizers import AddedToken
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from lime_toolkit.cache import atomic_directory, cache_root, settings_key, write_json_atomic
@@ -55,12 +56,24 @@ def is_built(settings: DemoSettings, *, root: Path | None = None) -> bool:
 
 def train_tokenizer(corpus: DemoCorpus) -> BertTokenizer:
     """A cased WordPiece tokenizer (BERT normalisation, Chinese characters split) learned from the
-    corpus sentences and every object word, as a transformers ``BertTokenizer``. Deterministic."""
+    corpus sentences, as a transformers ``BertTokenizer``. Deterministic.
+
+    Every object word is exactly one token in every language (Latin and Cyrillic objects are whole
+    vocabulary entries; Chinese objects, which BERT would split into characters, are added tokens),
+    so the number of ``[MASK]`` tokens in a query never reveals which object is asked for."""
     texts = [corpus.sentence(f, lang) for f in corpus.facts for lang in corpus.languages]
-    # Every object, so counterfactual targets that no subject holds still get proper word pieces.
-    texts += [" ".join(RELATIONS[rel][1][lang]) for rel in corpus.relations for lang in corpus.languages]
     vocab = learn_vocabulary(bert_words(texts), corpus.settings.vocab_size, SPECIAL_TOKENS)
-    return BertTokenizer(vocab=vocab, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
+    chinese = []
+    for rel in corpus.relations:
+        for lang in corpus.languages:
+            for word in RELATIONS[rel][1][lang]:
+                if SCRIPT[lang] == "han":
+                    chinese.append(word)
+                elif word not in vocab:
+                    vocab[word] = len(vocab)
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
+    tokenizer.add_tokens([AddedToken(w, single_word=False, normalized=False) for w in sorted(set(chinese))])
+    return tokenizer
 
 
 def demo_tokenizer(settings: DemoSettings, *, root: Path | None = None) -> BertTokenizer:
@@ -143,9 +156,9 @@ def build_demo_model(
     )
     with atomic_directory(final) as tmp:
         threads = torch.get_num_threads()
-        # One thread: reproducible, and far faster for a model this small when anything else runs
-        # on a 2-core machine (2 threads took 3x longer under load).
-        torch.set_num_threads(1)
+        # At most two threads: a model this small gains nothing from more, and more threads than
+        # free cores slow it down several times (set OMP_NUM_THREADS=1 when other jobs run).
+        torch.set_num_threads(min(2, threads))
         try:
             with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
                 torch.manual_seed(settings.seed)
@@ -175,8 +188,9 @@ def _new_model(settings: DemoSettings, tokenizer: BertTokenizer) -> BertForMaske
 
 
 def _training_examples(corpus: DemoCorpus) -> tuple[list[Example], list[Example]]:
-    """(native examples: every fact in every language; code-switched ones: the subject written in
-    each other script than the template language's)."""
+    """(native examples: every fact in every language, fact-major: row ``f * L + l`` is fact ``f``
+    in language ``l``; code-switched ones: the subject written in each other script than the
+    template language's)."""
     native = [corpus.example(f, lang) for f in corpus.facts for lang in corpus.languages]
     by_script: dict[str, str] = {}
     for lang in corpus.languages:
@@ -210,40 +224,45 @@ def _encode_all(tokenizer, examples: list[Example], chunk: int = 2048) -> tuple[
 
 class _TrainingRows:
     """Every training sentence encoded once: the native rows (each fact in each language, the
-    evaluation format) first, then the code-switched ones."""
+    evaluation format, fact-major) first, then the code-switched ones."""
 
     def __init__(self, corpus: DemoCorpus, tokenizer: BertTokenizer, settings: DemoSettings):
         native, switched = _training_examples(corpus)
         if settings.code_switch <= 0:
             switched = []
         self.native = native
+        self.n_langs = len(corpus.languages)
+        self.n_facts = len(corpus.facts)
         self.ids, self.labels = _encode_all(tokenizer, native + switched)
         self.pad = tokenizer.pad_token_id
         self.lengths = (self.ids != self.pad).sum(1)
         self.n_native = len(native)
         self.n_switched_pool = len(switched)
-        self.n_switched = min(len(switched), round(settings.code_switch * self.n_native))
-        self.n_replay = round(settings.replay * self.n_native)
+        self.code_switch = settings.code_switch
+        self.replay = settings.replay
         self.missed = torch.ones(self.n_native, dtype=torch.bool)  # native rows wrong at their last pass
 
-    @property
-    def per_epoch(self) -> int:
-        return self.n_native + self.n_switched + self.n_replay
-
-    def epoch_batches(self, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-        """Row indices for one epoch, shuffled into batches: all native rows, a sample of the
-        code-switched rows and extra passes over the facts still missed (hard-example replay, so
-        the languages whose subjects take many word pieces, like zh, are not left behind)."""
-        parts = [torch.arange(self.n_native)]
-        if self.n_switched:
-            parts.append(self.n_native + torch.randperm(self.n_switched_pool, generator=gen)[: self.n_switched])
-        pool = self.missed.nonzero(as_tuple=True)[0]
-        if self.n_replay and len(pool):
-            parts.append(pool[torch.randint(len(pool), (self.n_replay,), generator=gen)])
-        rows = torch.cat(parts)
-        # Plain shuffled batches: sorting by length would save padding but makes batches
-        # single-language, which slowed memorisation down markedly.
-        return list(rows[torch.randperm(len(rows), generator=gen)].split(batch_size))
+    def epoch_batches(self, batch_size: int, gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch as ``(parallel rows, extra rows)`` batches. The parallel rows are whole facts,
+        every language of each (so the alignment objective can compare them); the extra rows are a
+        sample of code-switched rows and of native rows still missed (hard-example replay, so the
+        languages whose subjects take many word pieces, like zh, are not left behind)."""
+        per_batch = max(1, batch_size // self.n_langs)
+        facts = torch.randperm(self.n_facts, generator=gen).split(per_batch)
+        langs = torch.arange(self.n_langs)
+        batches = []
+        for group in facts:
+            parallel = (group[:, None] * self.n_langs + langs[None, :]).reshape(-1)
+            extra = []
+            n_switch = round(self.code_switch * len(parallel))
+            if n_switch and self.n_switched_pool:
+                extra.append(self.n_native + torch.randint(self.n_switched_pool, (n_switch,), generator=gen))
+            pool = self.missed.nonzero(as_tuple=True)[0]
+            n_replay = round(self.replay * len(parallel))
+            if n_replay and len(pool):
+                extra.append(pool[torch.randint(len(pool), (n_replay,), generator=gen)])
+            batches.append((parallel, torch.cat(extra) if extra else parallel.new_zeros(0)))
+        return batches
 
     def note_misses(self, rows: torch.Tensor, slot_rows: torch.Tensor, slot_labels: torch.Tensor, predictions) -> None:
         """Record which native rows of a batch had a wrong object slot (``slot_labels`` are the
@@ -254,32 +273,66 @@ class _TrainingRows:
         self.missed[wrong[wrong < self.n_native]] = True
 
 
+def alignment_loss(states: list[torch.Tensor], n_langs: int, temperature: float = 0.1) -> torch.Tensor:
+    """A contrastive objective that makes parallel sentences look alike and different facts not.
+
+    ``states`` are object-slot hidden states [facts * n_langs, hidden] (fact-major), one tensor per
+    aligned layer. Every state must pick out, among all others of the batch, the same fact in the
+    other languages (cross-entropy over cosine similarities / ``temperature``, targets spread
+    evenly over the parallel states): aligned, yet still telling facts apart."""
+    total = states[0].new_zeros(())
+    for h in states:
+        v = torch.nn.functional.normalize(h, dim=-1)
+        logits = (v @ v.T) / temperature
+        n = len(v)
+        fact = torch.arange(n, device=v.device) // n_langs
+        self_mask = torch.eye(n, dtype=torch.bool, device=v.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        positive = (fact[:, None] == fact[None, :]) & ~self_mask
+        log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
+        total = total - (log_p.sum(-1) / positive.sum(-1)).mean()
+    return total / len(states)
+
+
 def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokenizer, log: Log):
-    """Masked-LM pre-training until every language recalls ``target_recall`` of the facts (or
-    ``max_epochs``). Returns the model and the build facts for ``recall.json``."""
+    """Masked-LM pre-training (plus the cross-lingual alignment objective) until every language
+    recalls ``target_recall`` of the facts (or ``max_epochs``). Returns the model and the build
+    facts for ``recall.json``."""
     started = time.monotonic()
     gen = torch.Generator().manual_seed(settings.seed)
     model = _new_model(settings, tokenizer)
     model.train()
     data = _TrainingRows(corpus, tokenizer, settings)
-    total_steps = settings.max_epochs * math.ceil(data.per_epoch / settings.batch_size)
+    n_batches = len(data.epoch_batches(settings.batch_size, torch.Generator().manual_seed(0)))
+    total_steps = settings.max_epochs * n_batches
     warmup = max(1, round(settings.warmup * total_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     )
     special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, data.pad])
+    aligned = [k for k in settings.align_layers if 0 < k <= settings.num_layers] if settings.align_weight > 0 else []
     recall: dict[str, float] = {}
     epoch = step = 0
     for epoch in range(1, settings.max_epochs + 1):
-        total_loss, n_rows = 0.0, 0
-        for rows in data.epoch_batches(settings.batch_size, gen):
+        total_loss, total_align, n_batches = 0.0, 0.0, 0
+        for parallel, extra in data.epoch_batches(settings.batch_size, gen):
+            rows = torch.cat([parallel, extra])
             width = int(data.lengths[rows].max())
             slot_labels = data.labels[rows, :width]
             ids, labels = _random_mask(data.ids[rows, :width], slot_labels, settings.random_mask_prob, tokenizer, special, gen)
+            inputs = {"input_ids": ids, "attention_mask": (ids != data.pad).long()}
+            out = model.bert(**inputs, output_hidden_states=bool(aligned))
             r, c = (labels != -100).nonzero(as_tuple=True)
-            logits = _slot_logits(model, {"input_ids": ids, "attention_mask": (ids != data.pad).long()}, r, c)
+            logits = model.cls(out.last_hidden_state[r, c])
             loss = torch.nn.functional.cross_entropy(logits, labels[r, c])
+            if aligned:
+                # the object slot of each parallel row (one word piece: exactly one slot per row)
+                sr, sc = (slot_labels[: len(parallel)] != -100).nonzero(as_tuple=True)
+                align = alignment_loss([out.hidden_states[k][sr, sc] for k in aligned], data.n_langs,
+                                       settings.align_temperature)
+                loss = loss + settings.align_weight * align
+                total_align += float(align.detach())
             data.note_misses(rows, r, slot_labels[r, c], logits.detach().argmax(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -287,10 +340,12 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
             optimizer.step()
             schedule.step()
             step += 1
-            total_loss, n_rows = total_loss + loss.item() * len(rows), n_rows + len(rows)
+            total_loss, n_batches = total_loss + loss.item(), n_batches + 1
         if epoch % settings.eval_every and epoch < settings.max_epochs:
             continue
-        line = f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / n_rows:.3f}"
+        line = f"epoch {epoch}/{settings.max_epochs}  loss {total_loss / n_batches:.3f}"
+        if aligned:
+            line += f"  align {total_align / n_batches:.3f}"
         if 2 * epoch > settings.max_epochs:  # recall is near chance in the first half: skip measuring
             recall = _native_recall(model, data, corpus.languages)
             line += "  recall " + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)

@@ -17,6 +17,12 @@ def safe_key(name: str) -> str:
     return name.replace(".", "__")
 
 
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def shape_key(shape: tuple[int, int]) -> str:
     """The key of the network shared by weights of ``shape`` (out, in), e.g. ``"3072x768"``."""
     return f"{shape[0]}x{shape[1]}"
@@ -43,7 +49,8 @@ class MendEditor(FactorEditor):
 
     Options: ``rank`` (1920, capped at in + out), ``n_layers`` (2), ``step_size_init`` (1e-4),
     ``step_size_lr`` (1e-4, α's own parameter group as in MEND), ``norm_eps`` (1e-8),
-    ``output_space`` ("input").
+    ``output_space`` ("input"), ``linear_last`` (true: the network's last layer has no clamp, as
+    in MEND's code; false reproduces a network whose every residual is non-negative).
     """
 
     default_lr = 1e-6
@@ -61,6 +68,7 @@ class MendEditor(FactorEditor):
             raise UserError(f"mend: output_space must be one of {', '.join(OUTPUT_SPACES)} "
                             f"(got '{self.output_space}')")
         step_size_init = float(setup.option("step_size_init", 1e-4))
+        linear_last = _flag(setup.option("linear_last", True))
 
         self.shapes = {name: (int(o), int(i)) for name, (o, i) in setup.shapes.items()}
         self._keys = {name: safe_key(name) for name in self.shapes}
@@ -72,7 +80,7 @@ class MendEditor(FactorEditor):
         self.networks = nn.ModuleDict()
         for shape in sorted(set(self.shapes.values())):
             dim = shape[0] + shape[1]
-            self.networks[shape_key(shape)] = SharedEditorNetwork(dim, min(rank, dim), n_layers)
+            self.networks[shape_key(shape)] = SharedEditorNetwork(dim, min(rank, dim), n_layers, linear_last)
 
         self.scales = nn.ParameterDict()
         self.shifts = nn.ParameterDict()

@@ -15,34 +15,42 @@ def normalise(v: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LowRankResidualLayer(nn.Module):
-    """One branch r(h) = clamp(s ⊙ (U V h + b) + t, min=0) of ``h <- h + r(h)``.
+    """One branch r(h) = clamp(s ⊙ (U V h + b) + t, min=0) of ``h <- h + r(h)``, or without the
+    clamp (``linear=True``) for the network's last layer.
 
     U starts at zero and b at zero, so with the per-weight scale s = 1 and shift t = 0 the branch
     is exactly zero: the layer starts as the identity. V ~ N(0, 1) as in MEND.
     """
 
-    def __init__(self, dim: int, rank: int):
+    def __init__(self, dim: int, rank: int, linear: bool = False):
         super().__init__()
+        self.linear = linear
         self.u = nn.Parameter(torch.zeros(dim, rank))
         self.v = nn.Parameter(torch.randn(rank, dim))
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         pre = (h @ self.v.transpose(0, 1)) @ self.u.transpose(0, 1) + self.bias
+        out = pre * scale + shift
         # clamp, not relu: at init the pre-activation is exactly 0, where relu's gradient is 0 and
         # the network could never leave the identity; clamp(min=0) passes the gradient at 0.
-        return (pre * scale + shift).clamp(min=0)
+        return out if self.linear else out.clamp(min=0)
 
 
 class SharedEditorNetwork(nn.Module):
     """The network shared by every edited weight of one shape (out, in): ``n_layers`` residual
     low-rank layers on vectors of dimension in + out. The per-weight scale and shift vectors are
-    passed in (they belong to the edited weight, not to the network)."""
+    passed in (they belong to the edited weight, not to the network).
 
-    def __init__(self, dim: int, rank: int, n_layers: int):
+    As in MEND's own implementation the last layer has no non-linearity (``linear_last``): with a
+    clamp there too, every residual is non-negative, so the editor could add to the factors but
+    never subtract from them (for example remove the component that all inputs share)."""
+
+    def __init__(self, dim: int, rank: int, n_layers: int, linear_last: bool = True):
         super().__init__()
         self.dim, self.rank = dim, rank
-        self.layers = nn.ModuleList(LowRankResidualLayer(dim, rank) for _ in range(n_layers))
+        self.layers = nn.ModuleList(LowRankResidualLayer(dim, rank, linear=linear_last and k == n_layers - 1)
+                                    for k in range(n_layers))
 
     def residual(self, h0: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """Σ_k r_k: the network's output minus its input ``h0`` ([tokens, dim]). Accumulated
