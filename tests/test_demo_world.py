@@ -215,7 +215,9 @@ def test_tokenizer_is_deterministic_and_cased():
     assert first.mask_token == "[MASK]" and first.pad_token_id == 0
     assert first.tokenize("Warsaw") == ["Warsaw"]
     zh_object = corpus.object_text("born_in", 0, "zh")
-    assert first.tokenize(zh_object) == list(zh_object)
+    assert first.tokenize(zh_object) == [zh_object]  # one added token, not one per character
+    zh_name = corpus.subjects[0].name("zh")
+    assert first.tokenize(zh_name) == [ch for ch in zh_name]  # names stay split into characters
 
 
 def test_build_is_reproducible(tmp_cache):

@@ -332,3 +332,21 @@ def test_parse_user_input():
             parse_input(bad, "masked-lm")
     assert parse_input("A man sleeps. ||| A person rests.", "classification") == ("A man sleeps.", "A person rests.")
     assert parse_input("just a text", "classification") == "just a text"
+
+
+def test_diagnose_command_on_the_toy_world(toy, tmp_path):
+    out = tmp_path / "diagnosis.json"
+    text = invoke("diagnose", "--dataset", "toy", "--model", toy / "model", "--device", "cpu", "--masks", "none",
+                  "--editor", "one-big-step", "--edits", "2", "--json", out)
+    doc = json.loads(out.read_text())
+    assert "en only" in text and "all languages" in text and "alpha" in text and "cos parallel" in text
+    assert [row["layer"] for row in doc["layers"]] == [0, 1]  # the tiny model's two layers
+    for row in doc["layers"]:
+        assert set(row["retrieval"]) == {"de"} and 0.0 <= row["retrieval"]["de"] <= 1.0
+        assert -1.0 <= row["cos_unrelated"] <= 1.0 and -1.0 <= row["cos_parallel"] <= 1.0
+    edit, joint = doc["finetune"]
+    assert edit["mode"] == "edit" and joint["mode"] == "joint" and edit["edits"] == joint["edits"] == 2
+    # trained on the edit input alone, finetuning lands it; every share is a rate over the 2 edits
+    assert edit["acc"]["en"] == 1.0 and edit["steps"] <= 100 and joint["steps"] <= 100
+    assert all(v in (0.0, 0.5, 1.0) for r in (edit, joint) for v in r["acc"].values())
+    assert [r["alpha"] for r in doc["gradient_step"]] == [0.01, 0.03, 0.1, 0.3, 1.0]
