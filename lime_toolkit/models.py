@@ -28,6 +28,9 @@ def load_model(name: str, task: str, num_labels: int | None = None, attn_impleme
     cached nor downloadable.
     """
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would land between the toolkit's own lines
 
     auto = {MASKED_LM: AutoModelForMaskedLM, CLASSIFICATION: AutoModelForSequenceClassification}.get(task)
     if auto is None:

@@ -38,7 +38,13 @@ def test_training_raises_succ_above_the_untrained_editor(demo_model, tmp_path):
     for key in ("acc", "con", "succ"):
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["baselines"][key] <= 1.0
     assert set(metrics["per_language"]) == {"en", "de", "fr", "es", "ru", "zh"}
-    assert metrics["succ"] > metrics["baselines"]["succ"] + 0.03, (metrics["succ"], metrics["baselines"])
+    # The claim as a statistical statement over the 180 held-out edits: the trained editor's 95%
+    # interval of acc lies wholly above the untrained editor's, by a margin (expected effect after 50
+    # steps: acc about 0.5 against about 0; the untrained editor makes no edit the protocol lets pass).
+    trained, untrained = metrics["interval"]["acc"], metrics["baselines"]["interval"]["acc"]
+    assert untrained[1] <= 0.05, metrics["baselines"]
+    assert trained[0] > untrained[1] + 0.2, (metrics["interval"], metrics["baselines"]["interval"])
+    assert metrics["succ"] > metrics["baselines"]["succ"]
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "best" / "editor.safetensors").is_file()
 
 

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from tokenizers import AddedToken
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+from transformers.utils import logging as hf_logging
 
 from lime_toolkit.cache import atomic_directory, cache_root, settings_key, write_json_atomic
 from lime_toolkit.data import MASKED_LM, Example
@@ -165,6 +166,7 @@ def build_demo_model(
                 model, info = _pretrain(settings, corpus, tokenizer, log)
         finally:
             torch.set_num_threads(threads)
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar between the build's lines
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / RECALL_FILE, {**info, "settings": settings.key_dict()})

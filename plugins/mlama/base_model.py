@@ -239,6 +239,9 @@ def build_raw_model(ds: MlamaDataset, out_dir: Path | None, log: Log = print) ->
     }
     model.cpu()
     with atomic_directory(final) as tmp:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar between the build's lines
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / RECALL_FILE, info)
