@@ -89,7 +89,7 @@ def resolve_config(config_path, **flags) -> dict:
     keys = {"editor": "editor", "masks": "masks", "dataset": "dataset", "data_dir": "data_dir", "model": "model",
             "languages": "languages", "limit": "limit", "seed": "seed", "device": "device", "out": "out",
             "max_steps": "train.max_steps", "train_langs": "train.langs"}
-    overrides = {keys[k]: v for k, v in flags.items() if k in keys}
+    overrides = {keys[k]: v for k, v in flags.items() if k in keys and v is not None}  # unset flags: no say
     if overrides.get("languages"):
         overrides["languages"] = [l.strip() for l in overrides["languages"].split(",") if l.strip()]
     return load_config(config_path, {**parse_settings(flags.get("settings") or ()), **overrides})

@@ -60,6 +60,11 @@ def test_set_parses_yaml_values_and_rejects_bad_items():
     with pytest.raises(UserError, match="unknown config key"):
         load_config(None, parse_settings(["train.max_stepz=3"]))
     assert load_config(None, parse_settings(["train.max_steps=7"]))["train"]["max_steps"] == 7
+    from lime_toolkit.cli import resolve_config
+
+    # an unset flag (--max-steps not given) leaves --set's value alone; a given flag wins
+    assert resolve_config(None, max_steps=None, settings=("train.max_steps=7",))["train"]["max_steps"] == 7
+    assert resolve_config(None, max_steps=9, settings=("train.max_steps=7",))["train"]["max_steps"] == 9
 
 
 def test_edit_layers_select_mlp_weights_and_reject_out_of_range():
