@@ -193,16 +193,15 @@ def read_runs(run_dirs, eval_name: str | None = None) -> list[dict]:
 def run_compare(run_dirs, eval_name, md_path, json_path, per_edit: bool) -> list[dict]:
     """``lime-toolkit compare``: the paper-style table of finished runs."""
     from .cache import write_json_atomic
-    from .tables import paper_table, to_markdown
+    from .tables import cell, paper_table, to_markdown
 
     rows = paper_table(read_runs(run_dirs, eval_name))
-    table = Table(title="mean ± std over seeds (%)")
+    table = Table(title="mean ± std over seeds [95% interval] (%)")
     metrics = ("acc", "con", "succ", "succ_per_edit") if per_edit else ("acc", "con", "succ")
     for col in ("dataset", "editor", "train langs", "masks", "evaluation", "seeds", *metrics):
         table.add_column(col, justify="right" if col in metrics or col == "seeds" else "left")
     for r in rows:
-        cells = [f"{100 * r[k]['mean']:.2f}" + (f" ± {100 * r[k]['std']:.2f}" if r[k]["n"] > 1 else "")
-                 for k in metrics]
+        cells = [cell(r[k], percent=True) for k in metrics]
         table.add_row(str(r["dataset"]), str(r["editor"]), "en only" if r["train_langs"] == "en" else r["train_langs"],
                       str(r["masks"]), r["evaluation"], ",".join(map(str, r["seeds"])), *cells)
     Console().print(table)

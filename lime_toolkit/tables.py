@@ -61,7 +61,7 @@ def paper_table(metrics_list: list[dict]) -> list[dict]:
     return rows
 
 
-def _cell(v: dict, percent: bool) -> str:
+def cell(v: dict, percent: bool) -> str:
     """``mean ± std [lo, hi]`` over seeds (t-interval), or ``value [lo, hi]`` for one run (bootstrap
     interval over its edits, when the run has one)."""
     scale = 100 if percent else 1
@@ -85,6 +85,6 @@ def to_markdown(rows: list[dict], percent: bool = True, per_edit: bool = False) 
         train = "en only" if r["train_langs"] == "en" else r["train_langs"]
         cells = [str(r["dataset"]), str(r["editor"]), train, str(r["masks"]), r["evaluation"],
                  ",".join(map(str, r["seeds"]))]
-        cells += [_cell(r[k], percent) for k in metrics]
+        cells += [cell(r[k], percent) for k in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
