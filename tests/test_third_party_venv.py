@@ -1,6 +1,7 @@
 """A third-party plugin, pip-installed into a fresh virtual environment, works like a built-in.
 
-The venv sees the system site-packages (torch and friends are not installed again); the toolkit is
+The venv sees the site-packages of the Python running the tests, a venv's included (torch and
+friends are not installed again); the toolkit is
 installed into it from this checkout and the example distribution from ``examples/``, both with
 ``--no-deps --no-build-isolation`` and no package index. Every command runs through the venv's own
 ``lime-toolkit`` console script.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from importlib import metadata
@@ -60,6 +62,14 @@ def _make_venv(venv: Path, env: dict) -> Path:
     if proc.returncode != 0:
         pytest.skip(f"'python -m venv' is not available here: {proc.stderr.strip()[-300:]}")
     python = _bin(venv, "python")
+    if sys.prefix != sys.base_prefix:
+        # Run from inside a venv: `python -m venv --system-site-packages` builds over the *base*
+        # interpreter's site-packages, not this venv's. A .pth file adds this environment's
+        # site-packages (torch, transformers, a current setuptools ...) after the new venv's own.
+        site_dir = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env,
+                             venv.parent).stdout.strip())
+        outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+        (site_dir / "_outer_environment.pth").write_text("\n".join(outer) + "\n", encoding="utf-8")
     if _run([python, "-c", "import pip"], env, venv.parent, ok=False).returncode != 0:
         proc = _run([python, "-m", "ensurepip", "--default-pip"], env, venv.parent, ok=False)
         if proc.returncode != 0:
