@@ -38,8 +38,9 @@ class DemoDataset(Dataset):
 
     ``options.extra`` may hold ``preset`` ("default" or "small") and any :class:`DemoSettings`
     field (``n_subjects``, ``seed`` ...) to change the world, and ``alternatives`` (default true:
-    training edits offer every other counterfactual object as an alternative target); ``options.seed`` only drives the
-    counterfactual targets and the ``limit`` sample, so the cached model is shared between seeds.
+    training edits offer every other counterfactual object as an alternative target).
+    ``options.seed`` only drives the counterfactual targets and the ``limit`` sample, so the cached
+    model is shared between seeds.
     """
 
     task = MASKED_LM
