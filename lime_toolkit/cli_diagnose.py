@@ -1,7 +1,6 @@
 """The `diagnose` command's face: layer alignment and finetuning reach as rich tables."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import UserError
 from .encoding import encode_examples
+from .errors import UserError
 from .evaluation import EvalSettings, evaluate
 from .factors import edit_loss
 from .models import position_logits

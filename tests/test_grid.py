@@ -1,5 +1,4 @@
 """The grid runner's expansion of the paper's tables."""
-from pathlib import Path
 
 import pytest
 

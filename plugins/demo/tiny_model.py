@@ -11,7 +11,6 @@ gradients needs ``attn_implementation="eager"`` (transformers does not save that
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
