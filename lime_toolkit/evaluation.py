@@ -20,7 +20,8 @@ from .sampler import draw_unrelated
 @dataclass
 class EvalSettings:
     """``n_update``: parallel inputs per edit (0 = every eval language); ``n_retain``: unrelated
-    inputs per edit; ``max_edits``: at most this many edits per edit language (None = all)."""
+    inputs per edit; ``max_edits``: at most this many edits per edit language (None = all);
+    ``intervals``: add the bootstrap intervals (validation during training needs only the means)."""
 
     edit_langs: list[str]
     eval_langs: list[str]
@@ -28,6 +29,7 @@ class EvalSettings:
     n_retain: int = 4
     max_edits: int | None = None
     seed: int = 0
+    intervals: bool = True
 
 
 def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
@@ -82,4 +84,4 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
         system.train(was_training)
     if not records:
         raise UserError("no edits to evaluate: the split has no cases in the chosen edit languages")
-    return summarise(records, settings.edit_langs, settings.eval_langs)
+    return summarise(records, settings.edit_langs, settings.eval_langs, intervals=settings.intervals)

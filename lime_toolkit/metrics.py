@@ -30,7 +30,8 @@ def _rate(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list[str]) -> dict:
+def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list[str],
+              intervals: bool = True) -> dict:
     """The metrics of a set of edits.
 
     ``acc``/``con`` are the means over editing languages of each language's acc/con (languages with
@@ -60,14 +61,16 @@ def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list
     con = mean(v["con"] for v in per_language.values()) if per_language else 0.0
     per_edit = [harmonic(_rate([ok for _, ok in r.updates]) or 0.0, _rate([ok for _, ok in r.retains]) or 0.0)
                 for r in records if r.updates and r.retains]
-    intervals, language_intervals = bootstrap_intervals(records, list(per_language))
-    for le, ci in language_intervals.items():
-        per_language[le]["interval"] = ci
+    macro_interval = {}
+    if intervals:
+        macro_interval, language_intervals = bootstrap_intervals(records, list(per_language))
+        for le, ci in language_intervals.items():
+            per_language[le]["interval"] = ci
     return {
         "acc": acc,
         "con": con,
         "succ": harmonic(acc, con),
-        "interval": intervals,
+        "interval": macro_interval,
         "succ_per_edit": mean(per_edit) if per_edit else 0.0,
         "edits": len(records),
         "per_language": per_language,
@@ -77,15 +80,6 @@ def summarise(records: list[EditRecord], edit_langs: list[str], eval_langs: list
     }
 
 
-def _macro(records_by_lang: dict[str, list[EditRecord]]) -> dict[str, float]:
-    accs, cons = [], []
-    for mine in records_by_lang.values():
-        accs.append(_rate([ok for r in mine for _, ok in r.updates]) or 0.0)
-        cons.append(_rate([ok for r in mine for _, ok in r.retains]) or 0.0)
-    acc, con = mean(accs), mean(cons)
-    return {"acc": acc, "con": con, "succ": harmonic(acc, con)}
-
-
 def bootstrap_intervals(records: list[EditRecord], langs: list[str], samples: int = BOOTSTRAP_SAMPLES,
                         level: float = 0.95, seed: int = 0) -> tuple[dict, dict]:
     """95% percentile-bootstrap intervals of the macro acc, con and succ, and of each edit
@@ -93,18 +87,23 @@ def bootstrap_intervals(records: list[EditRecord], langs: list[str], samples: in
 
     Returns ``({"acc": [lo, hi], "con": ..., "succ": ...}, {lang: {...}})``; empty dicts when
     there is nothing to resample."""
-    by_lang = {l: [r for r in records if r.edit_lang == l] for l in langs}
-    by_lang = {l: rs for l, rs in by_lang.items() if rs}
-    if not by_lang:
+    # per edit: (update hits, update checks, retain hits, retain checks)
+    counts = {l: [(sum(ok for _, ok in r.updates), len(r.updates), sum(ok for _, ok in r.retains), len(r.retains))
+                  for r in records if r.edit_lang == l] for l in langs}
+    counts = {l: c for l, c in counts.items() if c}
+    if not counts:
         return {}, {}
     rng = random.Random(seed)
     draws: list[dict[str, float]] = []
-    per_lang_draws: dict[str, list[dict[str, float]]] = {l: [] for l in by_lang}
+    per_lang_draws: dict[str, list[dict[str, float]]] = {l: [] for l in counts}
     for _ in range(samples):
-        sample = {l: [rs[rng.randrange(len(rs))] for _ in rs] for l, rs in by_lang.items()}
-        draws.append(_macro(sample))
-        for l, rs in sample.items():
-            per_lang_draws[l].append(_macro({l: rs}))
+        rates = {}
+        for l, c in counts.items():
+            picked = [c[rng.randrange(len(c))] for _ in c]
+            totals = [sum(column) for column in zip(*picked)]
+            rates[l] = (totals[0] / totals[1] if totals[1] else 0.0, totals[2] / totals[3] if totals[3] else 0.0)
+            per_lang_draws[l].append(_rates(*rates[l]))
+        draws.append(_rates(mean(a for a, _ in rates.values()), mean(c for _, c in rates.values())))
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
 
     def bounds(values: list[dict[str, float]]) -> dict[str, list[float]]:
@@ -115,3 +114,7 @@ def bootstrap_intervals(records: list[EditRecord], langs: list[str], samples: in
         return out
 
     return bounds(draws), {l: bounds(v) for l, v in per_lang_draws.items()}
+
+
+def _rates(acc: float, con: float) -> dict[str, float]:
+    return {"acc": acc, "con": con, "succ": harmonic(acc, con)}

@@ -83,7 +83,8 @@ class TrainResult:
 def validation_settings(run: Run) -> EvalSettings:
     roles = run.roles(run.config["train"]["langs"])
     return EvalSettings(list(roles.edit), list(roles.update), n_update=0, n_retain=4,
-                        max_edits=int(run.config["train"]["val_edits"]), seed=int(run.config["seed"]))
+                        max_edits=int(run.config["train"]["val_edits"]), seed=int(run.config["seed"]),
+                        intervals=False)
 
 
 def average_gradients(params, processes: int) -> None:

@@ -90,3 +90,8 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded():
     assert macro["acc"][0] < acc < macro["acc"][1] and macro["acc"][1] - macro["acc"][0] < 0.3
     assert per_lang["en"]["con"] == [1.0, 1.0]  # every retain check of en kept: no resample differs
     assert bootstrap_intervals([], ["en"]) == ({}, {})
+    from lime_toolkit.metrics import summarise
+
+    quick = summarise(records, ["en", "de"], ["en", "de"], intervals=False)  # what validation asks for
+    assert quick["interval"] == {} and "interval" not in quick["per_language"]["en"]
+    assert summarise(records, ["en", "de"], ["en", "de"])["interval"] == macro
