@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .architectures import editable_parameters, num_layers
 from .data import EditCase
 from .encoding import encode_examples
-from .evaluation import per_example
+from .evaluation import check_edit
 from .models import position_logits
 from .run import Run
 from .sampler import draw_unrelated
@@ -86,15 +86,8 @@ def layer_alignment(run: Run, split: str = "test", n_items: int = 60, seed: int 
 def _check(run: Run, case: EditCase, params, pool, n_retain: int, seed: int):
     langs = run.dataset.languages
     rng = random.Random(f"{seed}:{case.id}")
-    parallel = [case.inputs[l] for l in langs]
     retains = [draw_unrelated(rng, pool, langs, case.id) for _ in range(n_retain)]
-    check = encode_examples(run.tokenizer, parallel + retains, run.task).to(run.device)
-    with torch.no_grad():
-        edited = position_logits(run.model, check, params).argmax(-1)
-        base = position_logits(run.model, check).argmax(-1)
-    took = per_example(edited == check.labels, check.rows, len(check.examples))
-    same = per_example(edited == base, check.rows, len(check.examples))
-    return took[: len(langs)], same[len(langs):]
+    return check_edit(run.model, run.tokenizer, run.task, params, [case.inputs[l] for l in langs], retains)
 
 
 def gradient_step_reach(run: Run, alphas=(0.01, 0.03, 0.1, 0.3, 1.0), split: str = "test", n_edits: int = 30,

@@ -39,18 +39,26 @@ def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
     return [bool(v) for v in ok.tolist()]
 
 
-def edit_and_check(system: EditingSystem, tokenizer, task: str, case: EditCase, lang: str,
-                   updates: list[Example], retains: list[Example]) -> EditRecord:
-    """Apply one edit of ``case`` in ``lang`` and check the update and retain inputs."""
-    model = system.model
-    with torch.no_grad():
-        params = system.edit(encode_examples(tokenizer, [case.inputs[lang]], task), lang)
-        batch = encode_examples(tokenizer, updates + retains, task)
-        edited = position_logits(model, batch, params).argmax(-1)
-        base = position_logits(model, batch).argmax(-1)
+@torch.no_grad()
+def check_edit(model, tokenizer, task: str, params, updates: list[Example], retains: list[Example]):
+    """Under the edited ``params``: does each update input predict its target (``took``), and does
+    each retain input keep the unedited model's prediction (``kept``)? One batch for both."""
+    batch = encode_examples(tokenizer, updates + retains, task)
+    batch = batch.to(next(iter(params.values())).device) if params else batch
+    edited = position_logits(model, batch, params).argmax(-1)
+    base = position_logits(model, batch).argmax(-1)
     n_u = len(updates)
     took = per_example(edited == batch.labels, batch.rows, len(batch.examples))[:n_u]
     kept = per_example(edited == base, batch.rows, len(batch.examples))[n_u:]
+    return took, kept
+
+
+def edit_and_check(system: EditingSystem, tokenizer, task: str, case: EditCase, lang: str,
+                   updates: list[Example], retains: list[Example]) -> EditRecord:
+    """Apply one edit of ``case`` in ``lang`` and check the update and retain inputs."""
+    with torch.no_grad():
+        params = system.edit(encode_examples(tokenizer, [case.inputs[lang]], task), lang)
+    took, kept = check_edit(system.model, tokenizer, task, params, updates, retains)
     return EditRecord(lang, [(ex.lang, ok) for ex, ok in zip(updates, took)],
                       [(ex.lang, ok) for ex, ok in zip(retains, kept)])
 
