@@ -20,6 +20,20 @@ def cache_root() -> Path:
     return base / "lime-toolkit"
 
 
+def check_cache_writable() -> Path:
+    """The cache root, after checking that it can be created and written (changes nothing)."""
+    from .errors import UserError
+
+    root = cache_root()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        why = f"'{probe}' is a file" if not probe.is_dir() else f"'{probe}' is not writable"
+        raise UserError(f"the cache '{root}' cannot be written ({why}); set LIME_TOOLKIT_CACHE to a writable directory")
+    return root
+
+
 def settings_key(settings: dict) -> str:
     """A short stable hash of JSON-serialisable settings, used to key cache entries."""
     blob = json.dumps(settings, sort_keys=True, default=str).encode()

@@ -29,9 +29,18 @@ def _usage_error(exc: click.UsageError) -> OneLineError:
 
 
 def _os_error(exc: OSError) -> OneLineError:
+    from pathlib import Path
+
+    from .cache import cache_root
+
     what = exc.strerror or type(exc).__name__
-    return OneLineError(f"cannot use '{exc.filename}': {what}; check the path and its permissions, "
-                        f"or choose another location")
+    try:
+        in_cache = Path(str(exc.filename)).resolve().is_relative_to(cache_root().resolve())
+    except (OSError, ValueError):
+        in_cache = False
+    fix = ("set LIME_TOOLKIT_CACHE to a writable directory" if in_cache else
+           "check the path and its permissions, or choose another location")
+    return OneLineError(f"cannot use '{exc.filename}': {what}; {fix}")
 
 
 class Group(click.Group):
@@ -195,14 +204,21 @@ def diagnose(config_path, split, n_edits, lr, json_path, **flags):
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads.")
 @click.option("--langs", "languages", help="Comma list of languages.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save the model (default: the cache).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def prepare_base(dataset, data_dir, languages, out, seed):
     """Build the raw model a dataset's edits are made to (the demo's tiny masked LM, ...)."""
     from pathlib import Path
 
     from .run import open_dataset
 
+    from .cache import check_cache_writable
+    from .rundir import check_out
+
     config = resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages, seed=seed)
+    if out:
+        check_out(Path(out))
+    else:
+        check_cache_writable()
     out_console = console()
     ds = open_dataset(config)
     path = ds.prepare_base_model(Path(out) if out else None, progress=out_console.print)
