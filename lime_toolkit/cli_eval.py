@@ -111,6 +111,10 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
         raise UserError(f"--name '{name}' must be a plain file stem (no '/', not starting with '.')")
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint, seeds[0] if seeds and run_dir is None else None)
+    if run_dir is None:
+        from .pipeline import check_run_dir
+
+        check_run_dir(run)  # never overwrite another run's configuration
     by_seed = None
     if run_dir is None:
         cache = {int(run.config["seed"]): run}
@@ -130,10 +134,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     name = name or setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
                                 overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)
     if run_dir is None:
-        from .pipeline import check_run_dir
         from .run import save_run_config
 
-        check_run_dir(run)  # never overwrite another run's configuration
         save_run_config(run)
     paths = write_eval_outputs(doc, Path(run.out) / "eval", name)
     if json_path:

@@ -21,14 +21,15 @@ def run_grid(table, grid_file, config_path, seeds, out_dir, overrides, console, 
     untrained = {n for n in pm.editors.names() if not getattr(pm.editors.get(n).obj, "trainable", True)}
     runs = expand(spec, config, seeds, Path(out_dir), untrained)
     check_runs(runs)
+    finished = {r.out: read_json(r.out / "metrics.json", "metrics of a finished grid run",
+                                 f"delete it to run {r.out.name} again")
+                for r in runs if (r.out / "metrics.json").is_file()}  # all read before the first run starts
     console.print(f"[bold]grid[/]: {len(runs)} runs into {out_dir}")
     results = []
     for i, r in enumerate(runs, 1):
-        metrics_file = r.out / "metrics.json"
-        if metrics_file.is_file():
+        if r.out in finished:
             console.print(f"[{i}/{len(runs)}] {r.out.name}: finished earlier, skipped")
-            results.append(read_json(metrics_file, "metrics of a finished grid run",
-                                     f"delete it to run {r.out.name} again"))
+            results.append(finished[r.out])
             continue
         console.print(f"[{i}/{len(runs)}] {r.out.name}")
         results.append(run_train(r.config, console, quiet=quiet))

@@ -77,6 +77,9 @@ def run_train(config: dict, console: Console, quiet: bool) -> dict:
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
+    from .pipeline import check_run_dir
+
+    check_run_dir(run)  # a different run in that directory: refused before anything is printed
     console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "
                   f"dataset {config['dataset']}, train langs {config['train']['langs']}")
     console.print(f"model {run.config['model']} on {run.device}; editing {len(run.system.param_names)} "

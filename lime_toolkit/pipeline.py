@@ -24,9 +24,9 @@ def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
 def check_run_dir(run: Run) -> None:
     """Refuse to mix two different runs in one directory (resuming needs the same config), and to
     write into a directory that is not a run."""
-    from .rundir import CONFIG_FILE, prepare_out, read_run_config
+    from .rundir import CONFIG_FILE, check_out, read_run_config
 
-    prepare_out(run.out)
+    check_out(run.out)
     if (run.out / CONFIG_FILE).exists():
         old = read_run_config(run.out)
 
@@ -43,20 +43,28 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
     """Train (unless the editor has nothing to train), then evaluate the best checkpoint and the
     untrained editor on the same held-out edits; writes ``<out>/metrics.json``."""
     started = time.perf_counter()
+    from .rundir import prepare_out
+
     check_run_dir(run)
-    save_config(run.config, run.out / "config.yaml")
     settings = eval_settings(run)
     split = run.config["eval"]["split"]
     result = None
     if run.system.editor.trainable:
-        from .checkpoint import recover
+        from .checkpoint import recover, verify
         from .training import PREVIOUS
 
         recover(run.out / "checkpoints", PREVIOUS)  # finish a save a killed process left half done
+        for name in ("last", "best", "init"):  # a damaged checkpoint stops the run before anything is written
+            if (run.out / "checkpoints" / name).exists():
+                verify(run.out / "checkpoints" / name)
+        prepare_out(run.out)
+        save_config(run.config, run.out / "config.yaml")
         result = train(run, logged_monitor(run.out, monitor))  # also writes <out>/train_log.jsonl
         if result.resumed_from:
             log(f"resumed from step {result.resumed_from}")
     else:
+        prepare_out(run.out)
+        save_config(run.config, run.out / "config.yaml")
         log(f"editor '{run.config['editor']}' has nothing to train; evaluating it directly")
     cases, pool = run.cases(split), run.pool(split)
     baselines = None

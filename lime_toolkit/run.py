@@ -147,6 +147,12 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
     mask_cls = pm.masks.get(config["masks"]).obj if config.get("masks") else None
     check_component_options(config, pm)
     dataset = open_dataset(config, pm)
+    for key, spec in (("train.langs", config["train"]["langs"]), ("eval.edit_langs", config["eval"]["edit_langs"]),
+                      ("eval.eval_langs", config["eval"]["eval_langs"])):
+        try:  # before the model is loaded
+            LanguageRoles.parse(spec, dataset.languages)
+        except UserError as exc:
+            raise UserError(f"{key}: {exc}") from None
     device = resolve_device(str(config.get("device", "auto")))
     model_name = config.get("model") or dataset.default_model()
     attn = "eager" if getattr(editor_cls, "second_order", False) else None

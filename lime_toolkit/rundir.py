@@ -48,12 +48,15 @@ def read_run_config(run_dir: Path, overrides: dict | None = None) -> dict:
     fix = "restore it from a copy, or start afresh with another --out"
     loaded = read_yaml_mapping(saved, "run configuration", fix)
     try:
-        config = merge(defaults(), loaded)
-        if overrides:
-            config = merge(config, overrides)
-        return validate(config)
+        config = validate(merge(defaults(), loaded))
     except UserError as exc:
         raise UserError(f"run configuration '{saved}' is damaged: {exc}; {fix}") from None
+    if overrides:
+        try:
+            config = validate(merge(config, overrides))
+        except UserError as exc:
+            raise UserError(f"{exc} (from the command line)") from None
+    return config
 
 
 def check_out(out: Path, flag: str = "--out") -> None:
