@@ -9,7 +9,6 @@ markdown.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from statistics import mean, stdev
 

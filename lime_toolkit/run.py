@@ -147,8 +147,11 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
     mask_cls = pm.masks.get(config["masks"]).obj if config.get("masks") else None
     check_component_options(config, pm)
     dataset = open_dataset(config, pm)
-    for key, spec in (("train.langs", config["train"]["langs"]), ("eval.edit_langs", config["eval"]["edit_langs"]),
-                      ("eval.eval_langs", config["eval"]["eval_langs"])):
+    for key in ("train.langs", "eval.edit_langs", "eval.eval_langs"):
+        section, name = key.split(".")
+        spec = (config.get(section) or {}).get(name)
+        if spec is None:  # a partial configuration (build_run called from code)
+            continue
         try:  # before the model is loaded
             LanguageRoles.parse(spec, dataset.languages)
         except UserError as exc:
