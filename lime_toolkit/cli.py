@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -9,14 +10,60 @@ import click
 from .errors import UserError
 
 
+def one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+class OneLineError(click.ClickException):
+    """Printed as a single ``Error: ...`` line on stderr; exit status 2 (bad input)."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {one_line(self.format_message())}", file=file, err=file is None)
+
+
+def _usage_error(exc: click.UsageError) -> OneLineError:
+    hint = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+    return OneLineError(one_line(exc.format_message()) + hint)
+
+
+def _os_error(exc: OSError) -> OneLineError:
+    from pathlib import Path
+
+    from .cache import cache_root
+
+    what = exc.strerror or type(exc).__name__
+    try:
+        in_cache = Path(str(exc.filename)).resolve().is_relative_to(cache_root().resolve())
+    except (OSError, ValueError):
+        in_cache = False
+    fix = ("set LIME_TOOLKIT_CACHE to a writable directory" if in_cache else
+           "check the path and its permissions, or choose another location")
+    return OneLineError(f"cannot use '{exc.filename}': {what}; {fix}")
+
+
 class Group(click.Group):
-    """Turns :class:`UserError` into one clear line and exit status 2, never a traceback."""
+    """Turns :class:`UserError`, click's usage errors and file-system errors into one clear line and
+    exit status 2, never a traceback."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise OneLineError(str(exc)) from None
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            raise _os_error(exc) from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,24 +144,26 @@ def resolve_config(config_path, **flags) -> dict:
 
 def parse_settings(items) -> dict:
     """``("train.max_steps=500", "edit.layers=[1, 2]")`` -> ``{"train.max_steps": 500, ...}``; values
-    are read as YAML (numbers, lists, mappings, null)."""
+    are read as YAML (numbers, lists, mappings); ``null`` becomes :data:`lime_toolkit.config.NULL`
+    (the key is reset: null where allowed, the component's default inside option sections)."""
     import yaml
+
+    from .config import NULL
 
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set expects KEY=VALUE (got '{item}'), e.g. --set train.max_steps=500")
+        if not raw.strip():
+            raise UserError(f"--set {key.strip()}= has no value; give one, or null to reset the key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise UserError(f"--set {key.strip()}: '{raw}' is not a valid value (YAML syntax)") from None
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        out[key.strip()] = value
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        out[key.strip()] = NULL if value is None else value
     return out
 
 
@@ -137,16 +186,16 @@ def train(config_path, quiet, **flags):
 @cli.command()
 @run_options
 @click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True)
-@click.option("--edits", "n_edits", type=int, default=30, show_default=True, help="Edits per finetuning check.")
-@click.option("--lr", type=float, default=1e-2, show_default=True, help="Adam learning rate of the finetuning checks.")
+@click.option("--edits", "n_edits", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Edits per finetuning check.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
+              help="Adam learning rate of the finetuning checks.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON here.")
 def diagnose(config_path, split, n_edits, lr, json_path, **flags):
     """Check a base model before trusting an editing result: are parallel inputs alike at each
     layer, and how far does a finetuning edit of the edited weights carry across languages?"""
     from .cli_diagnose import run_diagnose
 
-    if n_edits < 1 or lr <= 0:
-        raise UserError("--edits must be at least 1 and --lr positive")
     run_diagnose(resolve_config(config_path, **flags), split, n_edits, lr, json_path, console())
 
 
@@ -155,21 +204,28 @@ def diagnose(config_path, split, n_edits, lr, json_path, **flags):
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads.")
 @click.option("--langs", "languages", help="Comma list of languages.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save the model (default: the cache).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def prepare_base(dataset, data_dir, languages, out, seed):
     """Build the raw model a dataset's edits are made to (the demo's tiny masked LM, ...)."""
     from pathlib import Path
 
     from .run import open_dataset
 
+    from .cache import check_cache_writable
+    from .rundir import check_out
+
     config = resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages, seed=seed)
+    if out:
+        check_out(Path(out))
+    else:
+        check_cache_writable()
     out_console = console()
     ds = open_dataset(config)
     path = ds.prepare_base_model(Path(out) if out else None, progress=out_console.print)
     click.echo(str(path))
 
 
-@cli.group()
+@cli.group(cls=Group)
 def data():
     """Inspect datasets."""
 
@@ -217,8 +273,8 @@ def _run_dir_arg(fn):
 @click.option("--edit-langs", help="Edit languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--eval-langs", help="Update/retain languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--split", type=click.Choice(["train", "dev", "test"]), help="Split of the edits (default test).")
-@click.option("--n-update", type=int, help="Parallel inputs checked per edit; 0 = every eval language (default 1).")
-@click.option("--n-retain", type=int, help="Unrelated inputs checked per edit (default 4).")
+@click.option("--n-update", type=click.IntRange(min=0), help="Parallel inputs checked per edit; 0 = every eval language (default 1).")
+@click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
@@ -243,7 +299,7 @@ def evaluate(run_dir, config_path, **flags):
 @click.option("--target", required=True, help="The desired prediction (classification: index or label name).")
 @click.option("--lang", required=True, help="The edit language of the input.")
 @click.option("--checkpoint", type=click.Choice(["best", "last", "init"]), default="best", show_default=True)
-@click.option("--unrelated", type=int, default=3, show_default=True, help="Unrelated inputs to show.")
+@click.option("--unrelated", type=click.IntRange(min=0), default=3, show_default=True, help="Unrelated inputs to show.")
 @click.option("--save", type=click.Path(file_okay=False), help="Save the edited model (save_pretrained) here.")
 def edit(run_dir, config_path, **flags):
     """Apply one edit and show predictions before and after in every language."""
@@ -267,6 +323,9 @@ def report(run_dirs, out, no_masks):
         if len(run_dirs) > 1:
             raise UserError("several runs: pass --out PATH for the report")
         out = Path(run_dirs[0]) / "report.html"
+    from .rundir import check_output_file
+
+    check_output_file(out, "--out")
     err = console()
     with err.status("building report"):
         path = build_report(list(run_dirs), out, masks=not no_masks, log=err.print)
@@ -298,15 +357,22 @@ def compare(run_dirs, eval_name, md_path, json_path, per_edit):
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--model", help="Base model for every run.")
 @click.option("--max-steps", type=int, help="Optimiser steps per run.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Set any config key of every run, e.g. --set train.val_every=50 (repeatable).")
 @click.option("--quiet", is_flag=True)
-def grid(table, grid_file, config_path, seeds, out_dir, quiet, **flags):
+def grid(table, grid_file, config_path, seeds, out_dir, quiet, settings, **flags):
     """Train and evaluate editors x training languages x masks x seeds; runs already finished are
     skipped; writes one table (mean ± std over seeds) as markdown and JSON."""
     from .cli_grid import run_grid
 
-    overrides = {"dataset": flags["dataset"], "data_dir": flags["data_dir"], "model": flags["model"],
-                 "train.max_steps": flags["max_steps"]}
-    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    from .eval_job import parse_seeds
+
+    overrides = {**parse_settings(settings), **{k: v for k, v in {
+        "dataset": flags["dataset"], "data_dir": flags["data_dir"], "model": flags["model"],
+        "train.max_steps": flags["max_steps"]}.items() if v is not None}}
+    seed_list = parse_seeds(seeds, "--seeds")
+    if not seed_list:
+        raise UserError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
     run_grid(table, grid_file, config_path, seed_list, out_dir, overrides, console(quiet), quiet)
 
 

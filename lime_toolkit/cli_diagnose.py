@@ -11,7 +11,9 @@ def run_diagnose(config: dict, split: str, n_edits: int, lr: float, json_path, c
     from .cache import write_json_atomic
     from .diagnostics import finetune_reach, gradient_step_reach, layer_alignment
     from .run import build_run
+    from .rundir import check_output_file
 
+    check_output_file(json_path, "--json")
     with console.status("loading dataset and model"):
         run = build_run(config, log=console.print)
     langs = run.dataset.languages

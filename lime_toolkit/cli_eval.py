@@ -104,8 +104,17 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
     json_path, name = flags.pop("json_path"), flags.pop("name")
     parse_max_edits(overrides["max_edits"])  # fail before loading anything
+    from .rundir import check_output_file
+
+    check_output_file(json_path, "--json")
+    if name is not None and (not name.strip() or "/" in name or "\\" in name or name.startswith(".")):
+        raise UserError(f"--name '{name}' must be a plain file stem (no '/', not starting with '.')")
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint, seeds[0] if seeds and run_dir is None else None)
+    if run_dir is None:
+        from .pipeline import check_run_dir
+
+        check_run_dir(run)  # never overwrite another run's configuration
     by_seed = None
     if run_dir is None:
         cache = {int(run.config["seed"]): run}
@@ -148,6 +157,8 @@ def run_edit(run_dir, config_path, flags: dict, err: Console):
 
     text, target, lang = flags.pop("input_text"), flags.pop("target"), flags.pop("lang")
     save, checkpoint, n_unrelated = flags.pop("save"), flags.pop("checkpoint"), flags.pop("unrelated")
+    if save and Path(save).exists() and (not Path(save).is_dir() or any(Path(save).iterdir())):
+        raise UserError(f"--save '{save}' already exists and is not empty; pass a new directory")
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint)
     outcome = apply_edit(run, text, target, lang, n_unrelated=n_unrelated)
@@ -193,8 +204,11 @@ def read_runs(run_dirs, eval_name: str | None = None) -> list[dict]:
 def run_compare(run_dirs, eval_name, md_path, json_path, per_edit: bool) -> list[dict]:
     """``lime-toolkit compare``: the paper-style table of finished runs."""
     from .cache import write_json_atomic
+    from .rundir import check_output_file
     from .tables import cell, paper_table, to_markdown
 
+    check_output_file(md_path, "--markdown")
+    check_output_file(json_path, "--json")
     rows = paper_table(read_runs(run_dirs, eval_name))
     table = Table(title="mean ± std over seeds [95% interval] (%)")
     metrics = ("acc", "con", "succ", "succ_per_edit") if per_edit else ("acc", "con", "succ")
@@ -206,7 +220,9 @@ def run_compare(run_dirs, eval_name, md_path, json_path, per_edit: bool) -> list
                       str(r["masks"]), r["evaluation"], ",".join(map(str, r["seeds"])), *cells)
     Console().print(table)
     if md_path:
-        Path(md_path).write_text(to_markdown(rows, per_edit=per_edit), encoding="utf-8")
+        from .cache import write_text_atomic
+
+        write_text_atomic(Path(md_path), to_markdown(rows, per_edit=per_edit))
     if json_path:
         write_json_atomic(Path(json_path), rows)
     return rows

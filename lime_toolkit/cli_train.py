@@ -68,11 +68,20 @@ def run_train(config: dict, console: Console, quiet: bool) -> dict:
     from .run import build_run
     from .cli import warn_broken_plugins
 
+    from pathlib import Path
+
+    from .run import default_out
+    from .rundir import check_out
+
     warn_broken_plugins(console)
-    console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "
-                  f"dataset {config['dataset']}, train langs {config['train']['langs']}")
+    check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
+    from .pipeline import check_run_dir
+
+    check_run_dir(run)  # a different run in that directory: refused before anything is printed
+    console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "
+                  f"dataset {config['dataset']}, train langs {config['train']['langs']}")
     console.print(f"model {run.config['model']} on {run.device}; editing {len(run.system.param_names)} "
                   f"weights; run directory {run.out}")
     columns = [TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[terms]}"),

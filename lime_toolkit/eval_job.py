@@ -29,14 +29,17 @@ def parse_max_edits(value) -> int | None:
     return n
 
 
-def parse_seeds(value) -> list[int] | None:
-    """``"0,1,2"`` -> [0, 1, 2]; None/empty -> None."""
+def parse_seeds(value, flag: str = "--seeds") -> list[int] | None:
+    """``"0,1,2"`` -> [0, 1, 2]; None/empty -> None. Seeds are integers >= 0."""
     if value is None or not str(value).strip():
         return None
     try:
-        return [int(s) for s in str(value).split(",") if s.strip()]
+        seeds = [int(s) for s in str(value).split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds must be a comma list of integers (got '{value}')") from None
+        raise UserError(f"{flag} must be a comma list of integers >= 0 (got '{value}')") from None
+    if any(s < 0 for s in seeds):
+        raise UserError(f"{flag} must be a comma list of integers >= 0 (got '{value}')")
+    return seeds
 
 
 def resolve_settings(run: Run, overrides: dict) -> tuple[str, EvalSettings]:

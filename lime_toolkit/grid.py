@@ -17,7 +17,6 @@ from .config import load_config
 from .errors import UserError
 
 
-
 def paper_tables() -> dict[int, dict]:
     """The grids of the paper's Tables 1 and 2 (``lime_toolkit/paper_grids.yaml``)."""
     from importlib import resources
@@ -46,13 +45,62 @@ def grid_spec(table: int | None, path: str | None) -> dict:
             raise UserError(f"unknown table {table}; the paper has tables {' and '.join(map(str, tables))}")
         return tables[table]
     file = Path(path)
-    if not file.is_file():
-        raise UserError(f"grid file '{file}' does not exist")
-    spec = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    unknown = set(spec) - {"editors", "train_langs", "masks", "seeds", "eval", "base"}
+    if not file.exists():
+        raise UserError(f"grid file '{file}' does not exist; pass --grid with a YAML grid file")
+    from .config import read_yaml_mapping
+
+    spec = read_yaml_mapping(file, "grid file", "fix it (keys: editors, train_langs, masks, seeds, eval, base)")
+    return check_grid(spec, f"grid file '{file}'")
+
+
+GRID_KEYS = ("editors", "train_langs", "masks", "seeds", "eval", "base")
+
+
+def check_grid(spec: dict, where: str) -> dict:
+    """A grid's shape: ``editors``, ``train_langs`` and ``masks`` lists of names, ``seeds`` a list of
+    integers >= 0, ``eval`` and ``base`` mappings of config keys. One line per problem."""
+    from .config import SCHEMA, merge, show, suggest, validate
+
+    unknown = [k for k in spec if k not in GRID_KEYS]
     if unknown:
-        raise UserError(f"unknown grid keys {sorted(unknown)}; use editors, train_langs, masks, seeds, eval, base")
-    return spec
+        hint = suggest(str(unknown[0]), list(GRID_KEYS)) or f"; valid keys: {', '.join(GRID_KEYS)}"
+        raise UserError(f"{where}: unknown key '{unknown[0]}'{hint}")
+    out = dict(spec)
+    for key in ("editors", "train_langs", "masks"):
+        if key not in spec:
+            raise UserError(f"{where}: '{key}' is missing; expected a list such as {_EXAMPLE[key]}")
+        value = spec[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise UserError(f"{where}: {key}: {show(spec[key])} is not allowed; expected a list of names such as "
+                            f"{_EXAMPLE[key]}")
+        out[key] = value
+    if "seeds" in spec:
+        seeds = spec["seeds"]
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds)):
+            raise UserError(f"{where}: seeds: {show(seeds)} is not allowed; expected a list of integers >= 0")
+    if "eval" in spec:
+        if not isinstance(spec["eval"], dict):
+            raise UserError(f"{where}: eval: {show(spec['eval'])} is not allowed; expected a mapping of eval keys")
+        try:
+            merged = merge(defaults_eval(), spec["eval"], "eval.")
+            validate(merged, SCHEMA["eval"], "eval.")
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+    if "base" in spec and not isinstance(spec["base"], dict):
+        raise UserError(f"{where}: base: {show(spec['base'])} is not allowed; expected a mapping of config keys")
+    return out
+
+
+_EXAMPLE = {"editors": "[mend, ft]", "train_langs": "[en, all]", "masks": "[none, l0]"}
+
+
+def defaults_eval() -> dict:
+    from .config import defaults
+
+    return defaults()["eval"]
 
 
 def expand(spec: dict, base_config: dict, seeds: list[int], out_dir: Path, full_edit_editors: set[str]) -> list[GridRun]:
@@ -79,9 +127,23 @@ def expand(spec: dict, base_config: dict, seeds: list[int], out_dir: Path, full_
 
 
 def base_config(config_path: str | None, spec: dict, overrides: dict) -> dict:
+    from .config import merge, validate
+
     config = load_config(config_path, overrides)
     if spec.get("base"):
-        from .config import merge
-
-        config = merge(config, spec["base"])
+        try:
+            config = validate(merge(config, spec["base"]))
+        except UserError as exc:
+            raise UserError(f"grid base: {exc}") from None
     return config
+
+
+def check_runs(runs: list[GridRun]) -> None:
+    """Validate every run's configuration before the first one starts."""
+    from .config import validate
+
+    for r in runs:
+        try:
+            validate(r.config)
+        except UserError as exc:
+            raise UserError(f"grid run {r.out.name}: {exc}") from None

@@ -167,6 +167,7 @@ def build_report(run_dirs: list, out, masks: bool = True, log=print) -> Path:
             body.append(_run_section(d, m, tmp, i, masks, log))
         page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lime-toolkit report</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    from .cache import write_text_atomic
+
+    write_text_atomic(out, page)
     return out

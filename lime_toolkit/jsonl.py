@@ -12,7 +12,7 @@ def jsonl_rows(path: Path, what: str = "row") -> Iterator[tuple[str, dict]]:
     """Yield ``("path:line", object)`` for each non-blank line; a line that is not a JSON object is a
     :class:`UserError` saying where (``what`` names the kind of row, e.g. "XNLI row")."""
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+        for number, line in enumerate(utf8_lines(fh, path), 1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
@@ -23,3 +23,18 @@ def jsonl_rows(path: Path, what: str = "row") -> Iterator[tuple[str, dict]]:
             if not isinstance(obj, dict):
                 raise UserError(f"{where}: malformed {what}: expected a JSON object")
             yield where, obj
+
+
+def utf8_lines(fh, path) -> Iterator[str]:
+    """The lines of a text file opened as UTF-8; bytes that are not UTF-8 are a :class:`UserError`
+    naming the file and the line."""
+    number = 0
+    while True:
+        try:
+            line = fh.readline()
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text (near line {number + 1}); re-save the file as UTF-8") from None
+        if not line:
+            return
+        number += 1
+        yield line

@@ -43,10 +43,21 @@ def load_model(name: str, task: str, num_labels: int | None = None, attn_impleme
 
     path = Path(name).expanduser()
     if path.is_dir() or _looks_like_path(name):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"model '{name}' is a file; pass --model with a directory made by save_pretrained "
+                            f"or a Hugging Face model id")
         if not path.is_dir():
             raise UserError(f"model directory '{name}' does not exist; pass --model with a directory made by "
                             f"save_pretrained or a Hugging Face model id")
-        return _load(auto, AutoTokenizer, str(path), kwargs, local_only=True, label=name)
+        if not (path / "config.json").is_file():
+            raise UserError(f"model directory '{name}' holds no loadable model (no config.json); pass --model with "
+                            f"a directory made by save_pretrained")
+        try:
+            return _load(auto, AutoTokenizer, str(path), kwargs, local_only=True, label=name)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = " ".join(str(exc).split())[:160]
+            raise UserError(f"model directory '{name}' holds no loadable model ({why}); pass --model with a "
+                            f"directory made by save_pretrained") from None
     try:
         return _load(auto, AutoTokenizer, name, kwargs, local_only=True, label=name)
     except OSError:

@@ -22,12 +22,14 @@ def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
 
 
 def check_run_dir(run: Run) -> None:
-    """Refuse to mix two different runs in one directory (resuming needs the same config)."""
-    import yaml
+    """Refuse to mix two different runs in one directory (resuming needs the same config), and to
+    write into a directory that is not a run."""
+    from .rundir import CONFIG_FILE, check_out, read_run_config
 
-    saved = run.out / "config.yaml"
-    if saved.exists():
-        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    check_out(run.out)
+    if (run.out / CONFIG_FILE).exists():
+        old = read_run_config(run.out)
+
         def comparable(config):  # a run may move, change device, or be extended with more steps
             rest = {k: v for k, v in config.items() if k not in ("out", "device")}
             return {**rest, "train": {k: v for k, v in config["train"].items() if k != "max_steps"}}
@@ -41,17 +43,28 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
     """Train (unless the editor has nothing to train), then evaluate the best checkpoint and the
     untrained editor on the same held-out edits; writes ``<out>/metrics.json``."""
     started = time.perf_counter()
+    from .rundir import prepare_out
+
     check_run_dir(run)
-    run.out.mkdir(parents=True, exist_ok=True)
-    save_config(run.config, run.out / "config.yaml")
     settings = eval_settings(run)
     split = run.config["eval"]["split"]
     result = None
     if run.system.editor.trainable:
+        from .checkpoint import recover, verify
+        from .training import PREVIOUS
+
+        recover(run.out / "checkpoints", PREVIOUS)  # finish a save a killed process left half done
+        for name in ("last", "best", "init"):  # a damaged checkpoint stops the run before anything is written
+            if (run.out / "checkpoints" / name).exists():
+                verify(run.out / "checkpoints" / name)
+        prepare_out(run.out)
+        save_config(run.config, run.out / "config.yaml")
         result = train(run, logged_monitor(run.out, monitor))  # also writes <out>/train_log.jsonl
         if result.resumed_from:
             log(f"resumed from step {result.resumed_from}")
     else:
+        prepare_out(run.out)
+        save_config(run.config, run.out / "config.yaml")
         log(f"editor '{run.config['editor']}' has nothing to train; evaluating it directly")
     cases, pool = run.cases(split), run.pool(split)
     baselines = None
@@ -80,22 +93,18 @@ def open_run(run_dir, overrides: dict | None = None, checkpoint: str = "best") -
     ("best", falling back to "last"; "init" for the untrained editor)."""
     from pathlib import Path
 
-    import yaml
-
-    from .config import merge
     from .run import build_run
+    from .rundir import read_run_config
 
     run_dir = Path(run_dir)
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise UserError(f"'{run_dir}' is not a run directory (no config.yaml); pass a directory written by "
-                        f"`lime-toolkit train --out DIR`")
-    config = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    if overrides:
-        config = merge(config, overrides)
+    config = read_run_config(run_dir, overrides)
     run = build_run(config, out=run_dir)
     if checkpoint == "init":
-        load_checkpoint(run_dir / "checkpoints" / "init", run.system)
+        init = run_dir / "checkpoints" / "init"
+        if run.system.editor.trainable and not init.exists():
+            raise UserError(f"'{run_dir}' has no init checkpoint; train it first")
+        if init.exists():
+            load_checkpoint(init, run.system)
     elif run.system.editor.trainable:
         if not load_best(run):
             raise UserError(f"'{run_dir}' has no checkpoint yet; train it first")

@@ -37,8 +37,12 @@ class Registry:
         try:
             return self._items[name]
         except KeyError:
+            import difflib
+
             installed = ", ".join(self.names()) or "none"
-            raise UserError(f"unknown {self.kind} '{name}'; installed: {installed}") from None
+            close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown {self.kind} '{name}'; installed: {installed}{hint}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

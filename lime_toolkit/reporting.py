@@ -9,9 +9,10 @@ markdown.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from statistics import mean, stdev
+
+from .errors import UserError
 
 SCHEMA = "lime-toolkit/eval/1"
 HEADLINE = ("acc", "con", "succ", "succ_per_edit")
@@ -190,20 +191,30 @@ def eval_markdown(doc: dict) -> str:
 
 def write_eval_outputs(doc: dict, directory, name: str) -> dict[str, Path]:
     """Write ``<directory>/<name>.json``, ``.csv`` (matrices, long format) and ``.md``."""
-    from .cache import write_json_atomic
+    import io
+
+    from .cache import write_json_atomic, write_text_atomic
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     paths = {ext: directory / f"{name}.{ext}" for ext in ("json", "csv", "md")}
     write_json_atomic(paths["json"], doc)
-    with paths["csv"].open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["seed", "metric", "edit_lang", "eval_lang", "value"])
-        writer.writeheader()
-        writer.writerows(matrix_rows(doc))
-    paths["md"].write_text(eval_markdown(doc), encoding="utf-8")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["seed", "metric", "edit_lang", "eval_lang", "value"])
+    writer.writeheader()
+    writer.writerows(matrix_rows(doc))
+    write_text_atomic(paths["csv"], table.getvalue())
+    write_text_atomic(paths["md"], eval_markdown(doc))
     return paths
 
 
 def load_json(path) -> dict:
-    """Read a metrics or evaluation JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a metrics or evaluation JSON file; a damaged one is one line naming it and the way out."""
+    from .rundir import read_json
+
+    path = Path(path)
+    fix = ("run `lime-toolkit evaluate` again to rewrite it" if path.parent.name == "eval" else
+           "run `lime-toolkit train` with the same --out again to rewrite it")
+    doc = read_json(path, "results file", fix)
+    if not isinstance(doc, dict):
+        raise UserError(f"results file '{path}' is damaged (not a JSON object); {fix}")
+    return doc

@@ -74,9 +74,19 @@ def resolve_device(spec: str) -> torch.device:
         from accelerate import PartialState
 
         return PartialState().device
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{spec}' was asked for but CUDA is not available; use --device cpu")
-    return torch.device(spec)
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device '{spec}' was asked for but CUDA is not available; use --device cpu")
+        index = int(spec.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device '{spec}' does not exist: {torch.cuda.device_count()} CUDA device(s) are visible "
+                            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); pass another --device")
+    elif spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device 'mps' was asked for but is not available; use --device cpu")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise UserError(f"device '{spec}' is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 def open_dataset(config: dict, pm: PluginManager | None = None) -> Dataset:
@@ -102,12 +112,50 @@ def component_options(config: dict, section: str, kind: str) -> dict:
     return {**plain, **own} if isinstance(own, dict) else plain
 
 
+def check_component_options(config: dict, pm: PluginManager) -> None:
+    """Check ``editor_options`` and ``mask_options`` against the ``option_specs`` the installed
+    components declare: the chosen component's plain keys and every component's own sub-mapping
+    (unknown keys there too); a sub-mapping named like no component but close to one is a typo."""
+    from .config import check_options, suggest
+
+    for section, kind, registry in (("editor_options", "editor", pm.editors), ("mask_options", "masks", pm.masks)):
+        options = config.get(section) or {}
+        names = registry.names()
+        chosen = config.get(kind)
+        plain = {k: v for k, v in options.items() if not isinstance(v, dict)}
+        if chosen in registry:
+            specs = getattr(registry.get(chosen).obj, "option_specs", None)
+            if specs is not None:
+                check_options(plain, specs, section, chosen)
+        for name, sub in options.items():
+            if not isinstance(sub, dict):
+                continue
+            if name not in registry:
+                hint = suggest(name, names)
+                if hint:
+                    raise UserError(f"{section}.{name}: there is no {registry.kind} '{name}'{hint}")
+                continue
+            specs = getattr(registry.get(name).obj, "option_specs", None)
+            if specs is not None:
+                check_options(sub, specs, section, name, strict=True)
+
+
 def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = None, log=print) -> Run:
     """Resolve every component named in ``config`` and prepare the run directory."""
     pm = pm or get_plugin_manager()
     editor_cls = pm.editors.get(config["editor"]).obj
     mask_cls = pm.masks.get(config["masks"]).obj if config.get("masks") else None
+    check_component_options(config, pm)
     dataset = open_dataset(config, pm)
+    for key in ("train.langs", "eval.edit_langs", "eval.eval_langs"):
+        section, name = key.split(".")
+        spec = (config.get(section) or {}).get(name)
+        if spec is None:  # a partial configuration (build_run called from code)
+            continue
+        try:  # before the model is loaded
+            LanguageRoles.parse(spec, dataset.languages)
+        except UserError as exc:
+            raise UserError(f"{key}: {exc}") from None
     device = resolve_device(str(config.get("device", "auto")))
     model_name = config.get("model") or dataset.default_model()
     attn = "eager" if getattr(editor_cls, "second_order", False) else None

@@ -233,13 +233,19 @@ def apply_edit(run: Run, text: str, target: str, lang: str, n_unrelated: int = 3
 def save_edited_model(run: Run, params: Params, out_dir) -> Path:
     """Save a copy of the base model with the edited parameters (and the tokenizer) to ``out_dir``
     with ``save_pretrained``; ``AutoModelFor...from_pretrained(out_dir)`` then predicts as edited."""
+    from .cache import atomic_directory
+
     out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"--save '{out_dir}' already exists and is not empty; pass a new directory")
     model = copy.deepcopy(run.model).cpu()
     weights = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in params.items():
             weights[name].copy_(value.detach().to(device="cpu", dtype=weights[name].dtype))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
-    run.tokenizer.save_pretrained(str(out_dir))
+    if out_dir.is_dir():
+        out_dir.rmdir()  # empty: replaced by the complete save below
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        run.tokenizer.save_pretrained(str(tmp))
     return out_dir

@@ -24,18 +24,31 @@ VAL_KEYS = ("acc", "con", "succ", "succ_per_edit", "edits")
 
 def read_train_log(path) -> list[dict]:
     """The records of a ``train_log.jsonl`` (a file or a run directory); [] when there is none.
-    A torn last line (an interrupted write) is skipped."""
+    A torn last line (a process killed mid-write) is skipped; any other damaged line is an error
+    naming it."""
+    from .errors import UserError
+
     path = Path(path)
     if path.is_dir():
         path = path / LOG_NAME
     if not path.is_file():
         return []
+    fix = "delete that line or the file (it only feeds the training curves), or use another --out"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"training log '{path}' is damaged (not UTF-8 text); {fix}") from None
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                continue
+            raise UserError(f"training log '{path}' is damaged at line {number} (not JSON); {fix}") from None
+        if not isinstance(record, dict):
+            raise UserError(f"training log '{path}' is damaged at line {number} (not a JSON object); {fix}")
+        records.append(record)
     return records
 
 
@@ -47,12 +60,11 @@ class JsonlLogger:
     """
 
     def __init__(self, path, resume_step: int | None = None):
+        from .cache import write_text_atomic
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_train_log(self.path) if r.get("step", 0) <= resume_step] if resume_step else []
-        with self.path.open("w", encoding="utf-8") as f:
-            for record in kept:
-                f.write(json.dumps(record) + "\n")
+        write_text_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def _write(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
@@ -102,11 +114,10 @@ def logged_monitor(out_dir, monitor):
             return monitor
     except ImportError:  # pragma: no cover - accelerate is a dependency
         pass
-    state = out_dir / "checkpoints" / "last" / "state.json"
+    last = out_dir / "checkpoints" / "last"
     resume = None
-    if state.is_file():
-        try:
-            resume = int(json.loads(state.read_text(encoding="utf-8")).get("step", 0))
-        except (ValueError, json.JSONDecodeError):
-            resume = None
+    if last.exists():
+        from .checkpoint import verify
+
+        resume = int(verify(last).get("step", 0))  # a damaged checkpoint stops here, before the log is touched
     return Tee(monitor, JsonlLogger(out_dir / LOG_NAME, resume_step=resume))

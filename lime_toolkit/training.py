@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, recover, save_checkpoint
 from .encoding import encode_examples
 from .errors import UserError
 from .evaluation import EvalSettings, evaluate
@@ -65,6 +65,10 @@ def _positive_rate(value, what: str) -> float:
     return rate
 
 
+#: The training's last checkpoint keeps the one before it (the way out when last is damaged).
+PREVIOUS = {"last": "previous"}
+
+
 class TrainingMonitor(Protocol):
     def on_step(self, step: int, terms: dict[str, float], steps_per_s: float) -> None: ...
     def on_validation(self, step: int, metrics: dict, improved: bool) -> None: ...
@@ -97,18 +101,25 @@ def average_gradients(params, processes: int) -> None:
 
 
 def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
-    """Meta-train ``run.system``; keeps ``<out>/checkpoints/{init,last,best}``; resumes from last.
+    """Meta-train ``run.system``; keeps ``<out>/checkpoints/{init,last,previous,best}``; resumes
+    exactly from last: the checkpoint holds the optimiser, every random state (torch's generators,
+    which also drive the hard-concrete gates' noise, Python's and numpy's) and the sampler's
+    position (its draws depend only on seed, step and micro-step), so a resumed run repeats the
+    uninterrupted run's numbers.
 
     Across processes (``accelerate launch``) every process draws different edits, gradients are
-    averaged, and only the main process writes checkpoints.
+    averaged, and only the main process writes checkpoints (and so only its random state is kept).
     """
     from accelerate import PartialState
 
     dist = PartialState()
     cfg, ckpt = run.config["train"], run.out / "checkpoints"
+    if dist.is_main_process:
+        recover(ckpt, PREVIOUS)
     roles = run.roles(cfg["langs"])
+    seed, accumulate = int(run.config["seed"]), int(cfg["accumulate"])
     sampler = CrossLingualSampler(run.cases("train"), run.pool("train"), roles,
-                                  n_retain=int(cfg["retain_per_edit"]), seed=int(run.config["seed"]),
+                                  n_retain=int(cfg["retain_per_edit"]), seed=seed,
                                   n_update=int(cfg.get("update_per_edit", 1)))
     dev_cases, dev_pool = run.cases("dev"), run.pool("dev")
     optimizer = make_optimizer(run)
@@ -117,14 +128,24 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     if not (ckpt / "init").exists():
         save(ckpt / "init", run.system, {"step": 0})
     start, best_step, best_succ, stale = 0, 0, -1.0, 0
+    position = {"seed": seed, "draws_per_step": accumulate * dist.num_processes}
     if (ckpt / "last").exists():
-        state = load_checkpoint(ckpt / "last", run.system, optimizer)
-        start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
+        state = load_checkpoint(ckpt / "last", run.system, optimizer, rng=dist.is_main_process)
+        try:
+            start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
+        except KeyError as exc:
+            from .checkpoint import damaged
+
+            raise damaged(ckpt / "last", f"its state has no {exc}") from None
+        saved = {k: v for k, v in (state.get("sampler") or {}).items() if k != "step"}
+        if saved and saved != position:
+            raise UserError(f"'{ckpt / 'last'}' was drawn with sampler {saved}, this run draws {position}; "
+                            f"resume with the same seed, accumulate and number of processes, or use another --out")
         if state.get("stopped_early") or start >= int(cfg["max_steps"]):  # nothing left to do
             return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
     resumed_from, stopped_early = start, False
     run.system.train()
-    max_steps, accumulate = int(cfg["max_steps"]), int(cfg["accumulate"])
+    max_steps = int(cfg["max_steps"])
     tick, done = time.perf_counter(), start
     for step in range(start, max_steps):
         optimizer.zero_grad(set_to_none=True)
@@ -156,7 +177,8 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
             stopped_early = bool(cfg["patience"]) and stale >= int(cfg["patience"])
             save(ckpt / "last", run.system, {
                 "step": done, "best_step": best_step, "best_succ": best_succ, "stale": stale,
-                "finished": stopped_early or done == max_steps, "stopped_early": stopped_early}, optimizer)
+                "finished": stopped_early or done == max_steps, "stopped_early": stopped_early,
+                "sampler": {**position, "step": done}}, optimizer, rng=True, previous=PREVIOUS["last"])
             dist.wait_for_everyone()
             run.system.train()
             tick = time.perf_counter()
@@ -168,6 +190,7 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
 def load_best(run: Run) -> dict:
     """Load the best checkpoint (the last one when no validation improved); returns its state."""
     ckpt = run.out / "checkpoints"
+    recover(ckpt, PREVIOUS)
     for name in ("best", "last", "init"):
         if (ckpt / name).exists():
             return load_checkpoint(ckpt / name, run.system)

@@ -193,9 +193,9 @@ def test_train_log_tee_and_resume(tmp_path):
     assert records[1]["loss"] == pytest.approx(0.5) and records[-1]["succ"] == pytest.approx(2 / 3)
     assert "per_language" not in records[-1]
     # resume from a checkpoint at step 2: later lines are dropped, new ones appended
-    last = tmp_path / "checkpoints" / "last"
-    last.mkdir(parents=True)
-    (last / "state.json").write_text(json.dumps({"step": 2}))
+    from lime_toolkit.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "checkpoints" / "last", torch.nn.Linear(2, 2), {"step": 2})
     resumed = logged_monitor(tmp_path, Recorder())
     assert isinstance(resumed, Tee)
     resumed.on_step(3, {"loss": 9.0}, 1.0)

@@ -30,5 +30,5 @@ def test_grid_needs_exactly_one_source_and_a_known_table(tmp_path):
         grid_spec(3, None)
     bad = tmp_path / "g.yaml"
     bad.write_text("editors: [mend]\nlangs: [en]\n")
-    with pytest.raises(UserError, match="unknown grid keys"):
+    with pytest.raises(UserError, match="unknown key .langs.; did you mean .train_langs."):
         grid_spec(None, str(bad))

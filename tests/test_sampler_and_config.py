@@ -95,3 +95,79 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded():
     quick = summarise(records, ["en", "de"], ["en", "de"], intervals=False)  # what validation asks for
     assert quick["interval"] == {} and "interval" not in quick["per_language"]["en"]
     assert summarise(records, ["en", "de"], ["en", "de"])["interval"] == macro
+
+
+def test_every_default_key_has_a_spec_and_the_defaults_pass_it():
+    from lime_toolkit.config import SCHEMA, defaults, validate
+
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) and k in SCHEMA_SECTIONS
+                                          for x in keys(v, prefix + k + ".")}
+
+    SCHEMA_SECTIONS = {k for k, v in SCHEMA.items() if isinstance(v, dict)}
+    assert keys(defaults()) == keys(SCHEMA)
+    assert validate(defaults()) == defaults()
+
+
+def test_config_values_are_checked_once_with_one_line_naming_key_value_and_range(tmp_path):
+    from lime_toolkit.config import NULL
+
+    with pytest.raises(UserError, match=r"^train.max_steps: -5 is not allowed; expected an integer >= 1 \(from the "
+                                        r"command line\)$"):
+        load_config(None, parse_settings(["train.max_steps=-5"]))
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(UserError, match=r"^train.lr: -1 is not allowed; expected a number > 0 or null \(in config file"):
+        load_config(path)
+    # the file's bad value overridden on the command line is fine: the merged result is what is checked
+    assert load_config(path, parse_settings(["train.lr=1e-3"]))["train"]["lr"] == 1e-3
+    with pytest.raises(UserError, match="did you mean 'eval.max_edits'"):
+        load_config(None, {"eval.max_edit": 3})
+    # YAML 1.1 reads 1e-4 as a string: a number key takes it as the number
+    path.write_text("train:\n  lr: 1e-4\n")
+    assert load_config(path)["train"]["lr"] == 1e-4
+    # --set KEY=null: null where allowed; inside option sections the key goes (the component's default)
+    assert parse_settings(["train.lr=null"]) == {"train.lr": NULL}
+    path.write_text("train: {lr: 0.5}\neditor_options: {mend: {rank: 8}}\n")
+    config = load_config(path, parse_settings(["train.lr=null", "editor_options.mend.rank=null",
+                                               "editor_options.ke.lr=null"]))
+    assert config["train"]["lr"] is None and "rank" not in config["editor_options"]["mend"]
+    assert config["editor_options"]["ke"] == {}  # the demo default removed: KE's own default lr applies
+    with pytest.raises(UserError, match="train.val_every: null is not allowed; expected an integer >= 1"):
+        load_config(None, parse_settings(["train.val_every=null"]))
+
+
+def test_component_options_are_checked_against_their_specs():
+    from lime_toolkit.plugin_manager import get_plugin_manager
+    from lime_toolkit.run import check_component_options
+
+    pm = get_plugin_manager()
+    check_component_options(load_config(), pm)
+    with pytest.raises(UserError, match=r"^mask_options.l0.eps: 0.7 is not allowed; expected a number > 0 and < 0.5$"):
+        check_component_options(load_config(None, {"mask_options.l0.eps": 0.7}), pm)
+    with pytest.raises(UserError, match="did you mean 'editor_options.ft.max_steps'"):
+        check_component_options(load_config(None, {"editor_options.ft.max_step": 3}), pm)
+    # plain keys reach every editor; only the chosen one's specs apply to them
+    check_component_options(load_config(None, {"editor_options.hidden": 8}), pm)
+    with pytest.raises(UserError, match="editor_options.hidden: 0 is not allowed"):
+        check_component_options(load_config(None, {"editor_options.hidden": 0, "editor": "ke"}), pm)
+
+
+def test_example_configs_and_grids_are_valid():
+    from pathlib import Path
+
+    from lime_toolkit.grid import base_config, check_runs, expand, grid_spec
+    from lime_toolkit.plugin_manager import get_plugin_manager
+    from lime_toolkit.run import check_component_options
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "configs"
+    for path in sorted(root.glob("*.yaml")):
+        if "editors" in path.read_text():
+            spec = grid_spec(None, str(path))
+            runs = expand(spec, base_config(None, spec, {}), [0], Path("x"), {"ft"})
+            check_runs(runs)
+            configs = [r.config for r in runs]
+        else:
+            configs = [load_config(path)]
+        for config in configs:
+            check_component_options(config, get_plugin_manager())

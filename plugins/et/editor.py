@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
+from lime_toolkit.config import BOOL, Number, Positive
 from lime_toolkit.errors import UserError
 
 
@@ -41,6 +42,8 @@ class EditableTrainingEditor(FactorEditor):
     """
 
     default_lr = 5e-5
+    #: Checked when the run is built (lime_toolkit.config.check_options).
+    option_specs = {"step_size_init": Number(), "step_size_lr": Number(0), "first_order": BOOL, "lr": Positive()}
     second_order = True
 
     def __init__(self, setup: EditorSetup):

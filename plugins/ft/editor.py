@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from lime_toolkit.editor_api import EditContext, EditorSetup, FullEditor, Params
+from lime_toolkit.config import Choice, Int, Positive
 from lime_toolkit.errors import UserError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
@@ -26,6 +27,8 @@ class FinetuneEditor(FullEditor):
 
     trainable = False
     supports_masks = False
+    #: Checked when the run is built (lime_toolkit.config.check_options).
+    option_specs = {"lr": Positive(), "max_steps": Int(0), "optimizer": Choice(*OPTIMIZERS)}
 
     def __init__(self, setup: EditorSetup):
         super().__init__(setup)

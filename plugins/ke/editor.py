@@ -28,6 +28,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
+from lime_toolkit.config import Int, Positive
 from lime_toolkit.errors import UserError
 
 
@@ -94,6 +95,8 @@ class KnowledgeEditor(FactorEditor):
     """
 
     default_lr = 5e-5
+    #: Checked when the run is built (lime_toolkit.config.check_options).
+    option_specs = {"hidden": Int(1), "mlp_hidden": Int(1), "max_scale": Positive(), "lr": Positive()}
 
     def __init__(self, setup: EditorSetup):
         super().__init__(setup)

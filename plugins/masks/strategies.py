@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lime_toolkit.config import BOOL, Choice, Number, Positive
 from lime_toolkit.errors import UserError
 from lime_toolkit.mask_api import MaskSetup, MaskStrategy
 
@@ -71,6 +72,11 @@ class L0Masks(MaskStrategy):
     """
 
     default_lr = 1e-3
+    #: Checked when the run is built (lime_toolkit.config.check_options).
+    option_specs = {"penalty_reduction": Choice(*REDUCTIONS), "penalty_gradient": BOOL, "clamp_log_alpha": BOOL,
+                    "analysis_vector": Choice(*ANALYSIS_VECTORS), "beta": Positive(),
+                    "gamma": Number(high=0, high_open=True), "zeta": Number(low=1, low_open=True),
+                    "eps": Number(0, 0.5, low_open=True, high_open=True), "log_alpha_init_std": Number(0)}
     log_alpha_bound = math.log(100.0)
 
     def __init__(self, setup: MaskSetup):

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
+from lime_toolkit.config import BOOL, Choice, Int, Number, Positive
 from lime_toolkit.errors import UserError
 
 from .network import SharedEditorNetwork, normalise
@@ -54,6 +55,10 @@ class MendEditor(FactorEditor):
     """
 
     default_lr = 1e-6
+    #: Checked when the run is built (lime_toolkit.config.check_options).
+    option_specs = {"rank": Int(1), "n_layers": Int(1), "step_size_init": Number(), "step_size_lr": Number(0),
+                    "norm_eps": Positive(), "output_space": Choice(*OUTPUT_SPACES), "linear_last": BOOL,
+                    "lr": Positive()}
 
     def __init__(self, setup: EditorSetup):
         super().__init__(setup)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lime_toolkit.cache import settings_key, write_json_atomic
 from lime_toolkit.errors import UserError
+from lime_toolkit.jsonl import utf8_lines
 from lime_toolkit.hub import hub_offline, hub_reachable
 
 #: The paper's language order; languages outside it (other data) follow alphabetically.
@@ -207,7 +208,7 @@ def read_jsonl_dir(root: Path) -> XnliTable:
 def read_jsonl_file(path: Path) -> dict[str, Row]:
     rows: dict[str, Row] = {}
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+        for number, line in enumerate(utf8_lines(fh, path), 1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
@@ -245,7 +246,7 @@ def read_tsv_dir(root: Path) -> XnliTable:
 def read_tsv_file(path: Path) -> dict[str, dict[str, Row]]:
     per_lang: dict[str, dict[str, Row]] = {}
     with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.reader(utf8_lines(fh, path), delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None:
             raise UserError(f"'{path}' is empty; expected the XNLI-1.0 header with columns {', '.join(TSV_COLUMNS)}")
