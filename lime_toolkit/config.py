@@ -46,7 +46,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise UserError(f"config file '{path}' is not valid YAML: {exc}") from None
+            raise UserError(f"config file '{path}' is not valid YAML: {yaml_error_line(exc)}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"config file '{path}' must hold a mapping of settings")
         config = merge(config, loaded)
@@ -60,6 +60,15 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             node = node.setdefault(p, {})
         node[leaf] = value
     return merge(config, nested)
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: the problem and where (PyYAML's own message spans several lines
+    and quotes the offending text with a caret)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def save_config(config: dict, path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import load_config
+from .config import load_config, yaml_error_line
 from .errors import UserError
 
 
@@ -48,7 +48,12 @@ def grid_spec(table: int | None, path: str | None) -> dict:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"grid file '{file}' does not exist")
-    spec = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    try:
+        spec = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"grid file '{file}' is not valid YAML: {yaml_error_line(exc)}") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"grid file '{file}' must hold a mapping (keys editors, train_langs, masks, seeds, eval, base)")
     unknown = set(spec) - {"editors", "train_langs", "masks", "seeds", "eval", "base"}
     if unknown:
         raise UserError(f"unknown grid keys {sorted(unknown)}; use editors, train_langs, masks, seeds, eval, base")
