@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from statistics import mean, stdev
 
 import pytest
@@ -250,12 +251,20 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dir(toy):
+def trained_run(toy):
     out = toy / "run"
     invoke("train", "--editor", "one-big-step", "--masks", "none", "--dataset", "toy", "--model", toy / "model",
            "--device", "cpu", "--out", out, "--quiet")
     assert (out / "metrics.json").is_file() and (out / "config.yaml").is_file()
     return out
+
+
+@pytest.fixture()
+def run_dir(trained_run, tmp_path):
+    """A copy of the trained run for one test: what a test writes there no other test sees."""
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
 
 
 def test_evaluate_command_writes_documents(toy, run_dir):
@@ -306,18 +315,29 @@ def test_edit_unknown_item_says_so(run_dir):
     assert "no parallel item found" in output
 
 
-def test_report_and_compare(toy, run_dir):
+def test_report_and_compare(tmp_path, run_dir):
     output = invoke("report", run_dir)
     page = (run_dir / "report.html").read_text()
     assert output.strip().endswith("report.html")
     assert page.count("data:image/png;base64,") >= 3 and "<table>" in page
     assert 'src="http' not in page  # nothing to fetch: readable offline
-    md = toy / "table.md"
-    invoke("compare", run_dir, run_dir, "--markdown", md, "--json", toy / "table.json")
-    rows = json.loads((toy / "table.json").read_text())
+    md = tmp_path / "table.md"
+    invoke("compare", run_dir, run_dir, "--markdown", md, "--json", tmp_path / "table.json")
+    rows = json.loads((tmp_path / "table.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(rows) == 1 and rows[0]["runs"] == 2 and rows[0]["succ"]["std"] == 0.0
+    assert rows[0]["acc"]["mean"] == pytest.approx(metrics["acc"])
     assert "one-big-step" in md.read_text()
-    invoke("compare", run_dir, "--eval", "test_en-to-all_u0")
+    # --eval compares an evaluation this test writes itself (en -> de only), not metrics.json
+    invoke("evaluate", run_dir, "--edit-langs", "en", "--eval-langs", "de", "--n-update", "0",
+           "--json", tmp_path / "en-de.json")
+    evaluated = json.loads((tmp_path / "en-de.json").read_text())
+    assert evaluated["acc"] != pytest.approx(metrics["acc"])  # a different number than metrics.json's
+    invoke("compare", run_dir, "--eval", "test_en-to-de_u0", "--json", tmp_path / "eval.json")
+    row = json.loads((tmp_path / "eval.json").read_text())[0]
+    assert row["acc"]["mean"] == pytest.approx(evaluated["acc"]) and row["evaluation"] == "en -> de"
+    with pytest.raises(AssertionError):  # an evaluation that was never written is an error, not a table
+        invoke("compare", run_dir, "--eval", "test_all-to-all_u3")
 
 
 def test_parse_user_input():
