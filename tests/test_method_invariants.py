@@ -298,3 +298,21 @@ def test_training_draws_are_the_samplers(world, tmp_path):
     monitor = Monitor()
     train(run, monitor)
     assert monitor.logged == [pytest.approx(sum(expected) / 3, rel=1e-5)]
+
+
+def test_evaluation_uses_the_deterministic_masks_and_gives_the_training_mode_back(world):
+    from lime_toolkit.evaluation import EvalSettings, evaluate
+
+    masks = world.l0()
+    system = EditingSystem(world.model, world.names, world.mend(step_size_init=300.0), masks).train()
+    settings = EvalSettings(["en", "de"], ["en", "de"], n_update=0, n_retain=2, seed=0, intervals=False)
+    runs = [evaluate(system, world.tok, MASKED_LM, world.cases, world.pool, settings) for _ in range(3)]
+    assert system.training and masks.training
+    assert runs[0] == runs[1] == runs[2]
+    # with every gate shut the masks are the identity: the same evaluation as the editor without masks
+    for lang in world.data.languages:
+        force_gates(masks, lang, "shut", scale=1.0)
+    shut = evaluate(system, world.tok, MASKED_LM, world.cases, world.pool, settings)
+    plain = evaluate(EditingSystem(world.model, world.names, system.editor, None), world.tok, MASKED_LM, world.cases,
+                     world.pool, settings)
+    assert shut == plain
