@@ -5,6 +5,7 @@ sampler; the base model stays frozen (editors that train base weights own a copy
 """
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -120,6 +121,8 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     if (ckpt / "last").exists():
         state = load_checkpoint(ckpt / "last", run.system, optimizer)
         start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
+        if "rng" in state:  # the stochastic gates' noise continues where it stopped
+            set_rng_state(state["rng"])
         if state.get("stopped_early") or start >= int(cfg["max_steps"]):  # nothing left to do
             return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
     resumed_from, stopped_early = start, False
@@ -156,13 +159,32 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
             stopped_early = bool(cfg["patience"]) and stale >= int(cfg["patience"])
             save(ckpt / "last", run.system, {
                 "step": done, "best_step": best_step, "best_succ": best_succ, "stale": stale,
-                "finished": stopped_early or done == max_steps, "stopped_early": stopped_early}, optimizer)
+                "finished": stopped_early or done == max_steps, "stopped_early": stopped_early,
+                "rng": rng_state()}, optimizer)
             dist.wait_for_everyone()
             run.system.train()
             tick = time.perf_counter()
             if stopped_early:
                 break
     return TrainResult(best_step, best_succ, done, stopped_early, resumed_from)
+
+
+def rng_state() -> dict[str, str]:
+    """torch's random state (the hard-concrete gates' noise draws from it), as text for state.json,
+    so that a resumed run draws the noise an uninterrupted one would."""
+    state = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
+    return state
+
+
+def set_rng_state(state: dict[str, str]) -> None:
+    def tensor(text):
+        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+    torch.set_rng_state(tensor(state["cpu"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensor(state["cuda"]))
 
 
 def load_best(run: Run) -> dict:

@@ -316,3 +316,39 @@ def test_evaluation_uses_the_deterministic_masks_and_gives_the_training_mode_bac
     plain = evaluate(EditingSystem(world.model, world.names, system.editor, None), world.tok, MASKED_LM, world.cases,
                      world.pool, settings)
     assert shut == plain
+
+
+def test_a_resumed_mend_l0_run_ends_where_an_uninterrupted_one_does(world, tmp_path):
+    """Resume checked by results, not step numbers: 2 steps, then a new process (new editor, masks
+    and random state) extends the run to 4; the same as 4 steps at once, gate noise included."""
+    class Monitor:
+        def __init__(self):
+            self.losses = []
+
+        def on_step(self, step, terms, steps_per_s):
+            self.losses.append((step, terms["loss"]))
+
+        def on_validation(self, step, metrics, improved):
+            pass
+
+        def on_edit(self):
+            pass
+
+    def run_to(steps: int, out: Path, monitor: Monitor) -> EditingSystem:
+        config = defaults()
+        config["train"].update(max_steps=steps, accumulate=2, val_every=2, val_edits=1, retain_per_edit=2,
+                               patience=0, lr=1e-3, **WEIGHTS)
+        system = EditingSystem(world.model, world.names, world.mend(step_size_init=1.0), world.l0())  # reseeds
+        run = world.run(system, config)
+        run.out = out
+        train(run, monitor)
+        return system
+
+    straight, resumed = Monitor(), Monitor()
+    once = run_to(4, tmp_path / "once", straight)
+    run_to(2, tmp_path / "twice", resumed)
+    again = run_to(4, tmp_path / "twice", resumed)
+    assert [s for s, _ in resumed.losses] == [1, 2, 3, 4]
+    assert resumed.losses == straight.losses
+    final, expected = again.state_dict(), once.state_dict()
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
