@@ -267,8 +267,8 @@ def run_dir(trained_run, tmp_path):
     return Path(shutil.copytree(trained_run, tmp_path / "run"))
 
 
-def test_evaluate_command_writes_documents(toy, run_dir):
-    path = toy / "table1.json"
+def test_evaluate_command_writes_documents(tmp_path, run_dir):
+    path = tmp_path / "table1.json"
     output = invoke("evaluate", run_dir, "--edit-langs", "en", "--eval-langs", "all", "--n-update", "0",
                     "--seeds", "0,1", "--json", path)
     doc = json.loads(path.read_text())
@@ -282,16 +282,16 @@ def test_evaluate_command_writes_documents(toy, run_dir):
         assert (run_dir / "eval" / f"test_en-to-all_u0.{ext}").stat().st_size > 0
     assert "macro average" in output and "succ_per_edit" in output
     # the default setting reproduces what train wrote to metrics.json
-    invoke("evaluate", run_dir, "--json", toy / "default.json")
-    again, metrics = json.loads((toy / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
+    invoke("evaluate", run_dir, "--json", tmp_path / "default.json")
+    again, metrics = json.loads((tmp_path / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
     assert {k: again[k] for k in ("acc", "con", "succ", "acc_matrix")} == {k: metrics[k] for k in
                                                                           ("acc", "con", "succ", "acc_matrix")}
 
 
-def test_edit_command_and_saved_model(toy, run_dir):
+def test_edit_command_and_saved_model(toy, tmp_path, run_dir):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    saved = toy / "edited"
+    saved = tmp_path / "edited"
     output = invoke("edit", run_dir, "--input", "gert lives in [MASK] .", "--target", "rome", "--lang", "en",
                     "--save", saved)
     rows = table_rows(output)
