@@ -91,7 +91,8 @@ def test_retain_inputs_are_never_parallel_to_the_edit():
     assert set(langs) == set(LANGS)
     # Only the edit's own item to draw from: a clear error instead of a parallel "unrelated" input.
     lonely = CrossLingualSampler([case(0)], pool(ids=[0]), LanguageRoles.parse("en", LANGS), seed=0)
-    with pytest.raises(UserError, match="too small"):
+    with pytest.raises(UserError, match="^could not find a locality input unrelated to the edit; the locality "
+                                        "pool is too small$"):
         lonely.draw(0)
 
 
@@ -100,6 +101,24 @@ def test_draw_unrelated_skips_languages_with_an_empty_pool():
     mixed = {"en": [], "de": [example(1, "de")], "fr": [example(0, "fr")]}
     got = {draw_unrelated(rng, mixed, ["en", "de", "fr"], "item0").lang for _ in range(50)}
     assert got == {"de"}
+
+
+def test_defaults_one_retain_input_seed_0_and_micro_step_0():
+    cases = [case(i) for i in range(8)]
+    roles = LanguageRoles.parse("all", LANGS)
+    default = CrossLingualSampler(cases, pool(), roles)
+    explicit = CrossLingualSampler(cases, pool(), roles, n_retain=1, seed=0, n_update=1)
+    for step in range(10):
+        assert default.draw(step) == explicit.draw(step, 0) and len(default.draw(step).retain) == 1
+    assert [default.draw(s) for s in range(10)] != [explicit.draw(s, 1) for s in range(10)]
+
+
+def test_every_update_language_comes_in_the_roles_order():
+    cases = [case(i) for i in range(4)]
+    roles = LanguageRoles.parse("zh,en,de", LANGS)
+    for n_update in (0, 3, 5):
+        sampler = CrossLingualSampler(cases, pool(), roles, seed=1, n_update=n_update)
+        assert all([u.lang for u in d.updates] == ["zh", "en", "de"] for d in draws(sampler, 30))
 
 
 def test_a_draw_depends_only_on_seed_step_and_micro_step():
@@ -132,9 +151,9 @@ def test_edit_langs_restrict_the_edit_role_only():
     item0 = [d for d in draws(sampler, 300) if d.case.id == "item0"]
     assert item0 and {d.edit.lang for d in item0} == {"de"}
     assert {d.update.lang for d in item0} == set(LANGS)
-    with pytest.raises(UserError, match="no edit cases in language"):
-        CrossLingualSampler([case(0, edit_langs=("de",))], pool(), LanguageRoles.parse("en", LANGS))
-    with pytest.raises(UserError, match="no locality inputs"):
+    with pytest.raises(UserError, match="^no edit cases in language\\(s\\) en, fr; choose other languages$"):
+        CrossLingualSampler([case(0, edit_langs=("de",))], pool(), LanguageRoles.parse("en,de,fr", LANGS))
+    with pytest.raises(UserError, match="^the dataset has no locality inputs in the retain languages$"):
         CrossLingualSampler([case(0)], pool(langs=["de"]), LanguageRoles.parse("en", LANGS))
 
 
@@ -151,9 +170,9 @@ def test_language_roles_keep_the_given_order():
     assert roles.edit == roles.update == roles.retain == ("fr", "en", "de")
     assert LanguageRoles.parse(["de", "en"], LANGS).retain == ("de", "en")
     assert LanguageRoles.parse("en", LANGS) == LanguageRoles(("en",), ("en",), ("en",))
-    with pytest.raises(UserError, match=r"unknown language\(s\) xx; this dataset has: en, de, fr, zh"):
-        LanguageRoles.parse("en,xx", LANGS)
-    with pytest.raises(UserError, match="none given"):
+    with pytest.raises(UserError, match=r"^unknown language\(s\) xx, yy; this dataset has: en, de, fr, zh$"):
+        LanguageRoles.parse("en,xx,yy", LANGS)
+    with pytest.raises(UserError, match=r"^unknown language\(s\) \(none given\); this dataset has"):
         LanguageRoles.parse(" , ", LANGS)
 
 
