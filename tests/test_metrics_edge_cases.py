@@ -23,6 +23,20 @@ def test_languages_without_edits_or_without_checks_of_a_kind_are_left_out_wherev
     assert m["edits"] == 3 and m["succ_per_edit"] == pytest.approx(2 * 0.5 / 1.5)  # only complete edits
 
 
+def test_no_complete_language_gives_zeros_not_an_error():
+    m = summarise([EditRecord("en", [], [("en", True)]), EditRecord("de", [("en", True)], [])], ["en", "de"], ["en"],
+                  intervals=False)
+    assert (m["acc"], m["con"], m["succ"], m["succ_per_edit"]) == (0.0, 0.0, 0.0, 0.0)
+    assert m["per_language"] == {} and m["languages_without_edits"] == ["en", "de"]
+
+
+def test_per_edit_succ_of_an_edit_that_missed_every_update_is_0():
+    m = summarise([EditRecord("en", [("en", False), ("de", False)], [("en", True)]),
+                   EditRecord("en", [("en", True)], [("de", False)])], ["en"], ["en", "de"], intervals=False)
+    assert m["succ_per_edit"] == 0.0
+    assert (m["acc"], m["con"]) == (1 / 3, 1 / 2) and m["succ"] == pytest.approx(0.4)
+
+
 def test_resamples_of_edits_without_update_or_retain_checks_do_not_fail():
     # en: one edit with update checks only, one with retain checks only: some resamples hold no
     # check of one kind at all
