@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from statistics import mean, stdev
 
 import pytest
@@ -250,7 +251,7 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dir(toy):
+def trained_run(toy):
     out = toy / "run"
     invoke("train", "--editor", "one-big-step", "--masks", "none", "--dataset", "toy", "--model", toy / "model",
            "--device", "cpu", "--out", out, "--quiet")
@@ -258,8 +259,16 @@ def run_dir(toy):
     return out
 
 
-def test_evaluate_command_writes_documents(toy, run_dir):
-    path = toy / "table1.json"
+@pytest.fixture()
+def run_dir(trained_run, tmp_path):
+    """A copy of the trained run for one test: what a test writes there no other test sees."""
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+def test_evaluate_command_writes_documents(tmp_path, run_dir):
+    path = tmp_path / "table1.json"
     output = invoke("evaluate", run_dir, "--edit-langs", "en", "--eval-langs", "all", "--n-update", "0",
                     "--seeds", "0,1", "--json", path)
     doc = json.loads(path.read_text())
@@ -273,16 +282,16 @@ def test_evaluate_command_writes_documents(toy, run_dir):
         assert (run_dir / "eval" / f"test_en-to-all_u0.{ext}").stat().st_size > 0
     assert "macro average" in output and "succ_per_edit" in output
     # the default setting reproduces what train wrote to metrics.json
-    invoke("evaluate", run_dir, "--json", toy / "default.json")
-    again, metrics = json.loads((toy / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
+    invoke("evaluate", run_dir, "--json", tmp_path / "default.json")
+    again, metrics = json.loads((tmp_path / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
     assert {k: again[k] for k in ("acc", "con", "succ", "acc_matrix")} == {k: metrics[k] for k in
                                                                           ("acc", "con", "succ", "acc_matrix")}
 
 
-def test_edit_command_and_saved_model(toy, run_dir):
+def test_edit_command_and_saved_model(toy, tmp_path, run_dir):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    saved = toy / "edited"
+    saved = tmp_path / "edited"
     output = invoke("edit", run_dir, "--input", "gert lives in [MASK] .", "--target", "rome", "--lang", "en",
                     "--save", saved)
     rows = table_rows(output)
@@ -306,18 +315,29 @@ def test_edit_unknown_item_says_so(run_dir):
     assert "no parallel item found" in output
 
 
-def test_report_and_compare(toy, run_dir):
+def test_report_and_compare(tmp_path, run_dir):
     output = invoke("report", run_dir)
     page = (run_dir / "report.html").read_text()
     assert output.strip().endswith("report.html")
     assert page.count("data:image/png;base64,") >= 3 and "<table>" in page
     assert 'src="http' not in page  # nothing to fetch: readable offline
-    md = toy / "table.md"
-    invoke("compare", run_dir, run_dir, "--markdown", md, "--json", toy / "table.json")
-    rows = json.loads((toy / "table.json").read_text())
+    md = tmp_path / "table.md"
+    invoke("compare", run_dir, run_dir, "--markdown", md, "--json", tmp_path / "table.json")
+    rows = json.loads((tmp_path / "table.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(rows) == 1 and rows[0]["runs"] == 2 and rows[0]["succ"]["std"] == 0.0
+    assert rows[0]["acc"]["mean"] == pytest.approx(metrics["acc"])
     assert "one-big-step" in md.read_text()
-    invoke("compare", run_dir, "--eval", "test_en-to-all_u0")
+    # --eval compares an evaluation this test writes itself (en -> de only), not metrics.json
+    invoke("evaluate", run_dir, "--edit-langs", "en", "--eval-langs", "de", "--n-update", "0",
+           "--json", tmp_path / "en-de.json")
+    evaluated = json.loads((tmp_path / "en-de.json").read_text())
+    assert evaluated["acc"] != pytest.approx(metrics["acc"])  # a different number than metrics.json's
+    invoke("compare", run_dir, "--eval", "test_en-to-de_u0", "--json", tmp_path / "eval.json")
+    row = json.loads((tmp_path / "eval.json").read_text())[0]
+    assert row["acc"]["mean"] == pytest.approx(evaluated["acc"]) and row["evaluation"] == "en -> de"
+    with pytest.raises(AssertionError):  # an evaluation that was never written is an error, not a table
+        invoke("compare", run_dir, "--eval", "test_all-to-all_u3")
 
 
 def test_parse_user_input():

@@ -1,7 +1,10 @@
-"""The core edit path on a tiny random model: factors, functional edits, sampler, metrics."""
+"""The core edit path on a tiny random model: editable weights, factors, functional edits.
+
+The sampler's invariants are in test_sampler_invariants.py; MEND, masks and the meta-loss on this
+model in test_method_invariants.py."""
 import torch
 
-from lime_toolkit.data import MASKED_LM
+from lime_toolkit.data import MASKED_LM, TARGET_SLOT, Example
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup, FactorEditor
 from lime_toolkit.encoding import encode_examples
@@ -52,12 +55,18 @@ def test_factors_reproduce_autograd_weight_gradient():
 
 def test_padding_tokens_are_dropped_from_factors():
     model, tok, names, _, case = setup()
-    short = case.inputs["en"]
-    batch = encode_examples(tok, [short], MASKED_LM)
-    _, factors = capture_factors(model, batch, {n: p for n, p in model.named_parameters() if n in names})
-    n_tokens = int(batch.inputs["attention_mask"].sum())
-    for x, delta in factors.values():
-        assert 0 < x.shape[0] <= n_tokens and x.shape[0] == delta.shape[0]
+    short = Example("x", "en", f"anna in {TARGET_SLOT}", "rome")  # 2 tokens shorter than the toy facts
+    batch = encode_examples(tok, [short, case.inputs["en"]], MASKED_LM)
+    padding = batch.inputs["attention_mask"] == 0
+    assert int(padding.sum()) == 2  # the batch really is padded
+    weights = dict(model.named_parameters())
+    _, factors = capture_factors(model, batch, {n: weights[n] for n in names})
+    # The padding positions' hidden states are not zero (the forward hooks see them), but nothing
+    # flows back from them: every real token of layer 0 reaches the loss, no padding token does.
+    x_all = model.bert.embeddings(input_ids=batch.inputs["input_ids"])  # what enters layer 0
+    assert (x_all[padding] != 0).any(dim=-1).all()
+    x, delta = factors["bert.encoder.layer.0.intermediate.dense.weight"]
+    assert x.shape[0] == delta.shape[0] == int((~padding).sum())
 
 
 def test_edit_is_functional_and_a_gradient_step():

@@ -29,52 +29,94 @@ def train(tmp_path, *args, config=None):
     return result
 
 
-def test_training_raises_succ_above_the_untrained_editor(demo_model, tmp_path):
+#: The claim's expected effect: per-edit succ of MEND + l0 after 50 steps minus the untrained
+#: editor's on the same edit (same update and retain inputs). Measured with seed 0 on the default
+#: demo world: +0.54 (sd 0.35 over 180 edits; trained acc 0.50 / con 0.92, untrained 0.01 / 1.00).
+EXPECTED_EFFECT = 0.5
+MIN_PAIRS = 150  # 6 edit languages x 30 edits = 180 pairs
+
+
+def per_edit_records(run_dir, checkpoint, monkeypatch):
+    """The evaluation's own per-edit records for a checkpoint of a run (train's settings)."""
+    from lime_toolkit import evaluation
+    from lime_toolkit.pipeline import eval_settings, open_run
+
+    run = open_run(run_dir, checkpoint=checkpoint)
+    records, summarise = [], evaluation.summarise
+    monkeypatch.setattr(evaluation, "summarise", lambda recs, *a, **k: (records.extend(recs), summarise(recs, *a, **k))[1])
+    split = run.config["eval"]["split"]
+    evaluation.evaluate(run.system, run.tokenizer, run.task, run.cases(split), run.pool(split), eval_settings(run))
+    monkeypatch.setattr(evaluation, "summarise", summarise)
+    return records
+
+
+def test_trained_editor_beats_the_untrained_one_paired_over_edits(demo_model, tmp_path, monkeypatch):
+    """The headline claim as a paired test over held-out edits.
+
+    Each edit is made by both editors and checked on the same parallel and unrelated inputs, so
+    the difference d = succ(trained) − succ(untrained) per edit removes the edits' own difficulty.
+    The test asks that the 99.9% lower bound of mean(d) (mean − 3.29 standard errors) be at least
+    half the expected effect, and that a sign test over the edits that differ reject "no effect"
+    at p < 1e-6. With |d| <= 1 the standard error over >= 150 edits is at most 0.08, so an editor
+    with no effect (mean d = 0) would have to be off by more than 6 standard errors to pass; an
+    editor with the expected effect passes by about 8 standard errors (measured: bound 0.46).
+    """
+    import math
+
+    from lime_toolkit.metrics import harmonic
+
     out = tmp_path / "run"
     config = {"train": {"val_every": 25}, "eval": {"max_edits": 30}}
     result = train(tmp_path, "--max-steps", "50", "--out", str(out), config=config)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("acc", "con", "succ"):
-        assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["baselines"][key] <= 1.0
     assert set(metrics["per_language"]) == {"en", "de", "fr", "es", "ru", "zh"}
-    # The claim as a statistical statement over the 180 held-out edits: the trained editor's 95%
-    # interval of acc lies wholly above the untrained editor's, by a margin (expected effect after 50
-    # steps: acc about 0.5 against about 0; the untrained editor makes no edit the protocol lets pass).
-    trained, untrained = metrics["interval"]["acc"], metrics["baselines"]["interval"]["acc"]
-    assert untrained[1] <= 0.05, metrics["baselines"]
-    assert trained[0] > untrained[1] + 0.2, (metrics["interval"], metrics["baselines"]["interval"])
     assert metrics["succ"] > metrics["baselines"]["succ"]
+
+    trained = per_edit_records(out, "best", monkeypatch)
+    untrained = per_edit_records(out, "init", monkeypatch)
+    assert len(trained) == len(untrained) >= MIN_PAIRS
+    rate = lambda flags: sum(ok for _, ok in flags) / len(flags)  # noqa: E731
+    diffs, cons = [], []
+    for a, b in zip(trained, untrained):  # the same edit, checked on the same inputs
+        assert a.edit_lang == b.edit_lang and [l for l, _ in a.updates] == [l for l, _ in b.updates]
+        assert [l for l, _ in a.retains] == [l for l, _ in b.retains]
+        diffs.append(harmonic(rate(a.updates), rate(a.retains)) - harmonic(rate(b.updates), rate(b.retains)))
+        cons.append(rate(a.retains))
+    n = len(diffs)
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    assert mean - 3.29 * se >= EXPECTED_EFFECT / 2, (mean, se)
+    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    p_sign = sum(math.comb(wins + losses, k) for k in range(wins, wins + losses + 1)) / 2 ** (wins + losses)
+    assert p_sign < 1e-6, (wins, losses)
+    # the gain is not bought by giving up locality: the trained editor keeps most unrelated inputs
+    assert sum(cons) / n >= 0.8
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "best" / "editor.safetensors").is_file()
 
 
 def test_same_seed_same_run_and_resume(demo_model, tmp_path):
+    """Same seed, same results; a resumed run gives the results of an uninterrupted one (MEND with
+    the default l0 masks, whose gates draw noise), not just the right step numbers."""
     config = {"train": {"val_every": 1, "val_edits": 2}, "eval": {"max_edits": 3}}
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out in (a, b):
-        assert train(tmp_path, "--max-steps", "2", "--out", str(out), "--masks", "none", config=config).exit_code == 0
+        assert train(tmp_path, "--max-steps", "2", "--out", str(out), config=config).exit_code == 0
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     assert ma["acc_matrix"] == mb["acc_matrix"] and ma["con_matrix"] == mb["con_matrix"]
-    # extending the run resumes from its last checkpoint instead of starting over
-    result = train(tmp_path, "--max-steps", "3", "--out", str(a), "--masks", "none", config=config)
+    # extending the run resumes from its last checkpoint instead of starting over ...
+    result = train(tmp_path, "--max-steps", "3", "--out", str(a), config=config)
     assert result.exit_code == 0, result.output
-    steps = [json.loads(l)["step"] for l in (a / "train_log.jsonl").read_text().splitlines()
-             if json.loads(l)["event"] == "step"]
-    assert steps == [1, 2, 3]
+    # ... and ends where a run of 3 steps at once ends
+    assert train(tmp_path, "--max-steps", "3", "--out", str(c), config=config).exit_code == 0
+
+    def steps(run):
+        return [(r["step"], r["loss"]) for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())
+                if r["event"] == "step"]
+
+    assert [s for s, _ in steps(a)] == [1, 2, 3] and steps(a) == steps(c)
+    ma, mc = (json.loads((d / "metrics.json").read_text()) for d in (a, c))
+    assert (ma["acc_matrix"], ma["con_matrix"]) == (mc["acc_matrix"], mc["con_matrix"])
     # a different configuration in the same directory is refused, nothing is overwritten
-    result = train(tmp_path, "--max-steps", "3", "--out", str(a), "--masks", "l0", config=config)
+    result = train(tmp_path, "--max-steps", "3", "--out", str(a), "--masks", "none", config=config)
     assert result.exit_code == 2 and "different configuration" in result.output
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--editor", "nope"], "unknown editor 'nope'; installed:"),
-    (["--masks", "nope"], "unknown mask strategy 'nope'; installed:"),
-    (["--dataset", "nope"], "unknown dataset 'nope'; installed:"),
-    (["--model", "./no/such/dir"], "model directory './no/such/dir' does not exist"),
-    (["--editor", "ft", "--masks", "l0"], "cannot use masks 'l0'"),
-    (["--train-langs", "en,xx"], "unknown language(s) xx"),
-])
-def test_bad_input_is_one_clear_error(demo_model, tmp_path, args, message):
-    result = train(tmp_path, "--max-steps", "1", "--out", str(tmp_path / "bad"), *args)
-    assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split()) and "Traceback" not in result.output

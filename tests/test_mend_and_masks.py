@@ -146,10 +146,29 @@ def test_l0_eval_masks_deterministic_and_per_language():
     a = masks.apply(name, "en", x, d)
     b = masks.apply(name, "en", x, d)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    c = masks.apply(name, "de", x, d)
-    assert not torch.equal(a[0], c[0])
     # At init log α ≈ 0: z ≈ 0.5, s = 1, so mask(v) ≈ 1.5 v.
     assert torch.allclose(a[0], 1.5 * x, rtol=0.02)
+    # Each language has its own gates: pin de's shut and zh's open (scale 3) and en's output is
+    # unchanged, de's is the identity, zh's is 4 v (not a difference of initial noise).
+    gates = {lang: masks.gates[lang]["enc__0__up__weight"] for lang in LANGS}
+    with torch.no_grad():
+        for part in ("x", "delta"):
+            gates["de"][part].log_alpha.fill_(-20.0)
+            gates["zh"][part].log_alpha.fill_(20.0)
+            gates["zh"][part].scale.fill_(3.0)
+    c = masks.apply(name, "en", x, d)
+    assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    for lang, factor in (("de", 1.0), ("zh", 4.0)):
+        x_m, d_m = masks.apply(name, lang, x, d)
+        torch.testing.assert_close(x_m, factor * x)
+        torch.testing.assert_close(d_m, factor * d)
+    # the same (mask, language) pair copied into another language gives the same masked factors
+    with torch.no_grad():
+        for part in ("x", "delta"):
+            for key in ("log_alpha", "scale"):
+                getattr(gates["de"][part], key).copy_(getattr(gates["en"][part], key))
+    e = masks.apply(name, "de", x, d)
+    assert torch.equal(a[0], e[0]) and torch.equal(a[1], e[1])
 
 
 def test_l0_training_masks_stochastic():

@@ -245,8 +245,19 @@ def test_example_editor_gets_masks_from_the_core(lime_rescale, mask_name):
     edit = encode_examples(tokenizer, [case.inputs["de"]], MASKED_LM)
     edited = system.edit(edit, "de")
     assert edit_loss(model, edit, edited) < edit_loss(model, edit)
-    loss = edit_loss(model, encode_examples(tokenizer, [case.inputs["en"]], MASKED_LM), edited) + masks.penalty(["de"])
-    loss.backward()
+    # The update loss alone, without the masks' penalty (which by itself gives l0's log α a
+    # gradient): its gradient reaches the editor and, through the masked factors, the masks of the
+    # edit language, and no other language's.
+    edit_loss(model, encode_examples(tokenizer, [case.inputs["en"]], MASKED_LM), edited).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in editor.parameters())
-    de_masks = [p for n, p in masks.named_parameters() if mask_name == "shared" or n.startswith("gates.de.")]
-    assert de_masks and all(p.grad is not None for p in de_masks)
+    named = dict(masks.named_parameters())
+    de_masks = [p for n, p in named.items() if mask_name == "shared" or n.startswith("gates.de.")]
+    assert de_masks and all(p.grad is not None and p.grad.abs().sum() > 0 for p in de_masks)
+    assert all(p.grad is None for n, p in named.items() if mask_name == "l0" and not n.startswith("gates.de."))
+    # and the masks change the edit: scaled factors give another update than the editor's alone
+    with torch.no_grad():
+        for p in de_masks:
+            p.add_(0.5)
+        plain = EditingSystem(model, names, editor, None).edit(edit, "de")
+        masked = system.eval().edit(edit, "de")
+    assert all(not torch.allclose(masked[n], plain[n]) for n in names)

@@ -139,6 +139,16 @@ def test_list_plugins_json_schema(tmp_path, monkeypatch):
     assert "missing dependency" in by_name["broken_json"]["error"]
 
 
-def test_list_plugins_table_runs():
-    result = CliRunner().invoke(cli, ["list-plugins"])
-    assert result.exit_code == 0 and "mend" in result.output
+def test_list_plugins_table_shows_every_plugin_and_what_it_provides():
+    reset_plugin_manager()
+    try:
+        result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "200"})
+    finally:
+        reset_plugin_manager()
+    assert result.exit_code == 0, result.output
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                          for line in result.output.splitlines() if line.startswith("│"))}
+    assert rows["mend"][3] == "mend" and rows["masks"][5] == "l0, none" and rows["demo"][4] == "demo"
+    assert {"demo", "et", "ft", "ke", "masks", "mend", "mlama", "xnli"} <= set(rows)
+    assert all(cells[1] == "lime-toolkit" and cells[-1] == "ok" for name, cells in rows.items()
+               if name in {"demo", "et", "ft", "ke", "masks", "mend", "mlama", "xnli"})
