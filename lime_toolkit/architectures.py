@@ -4,12 +4,18 @@ A family names its transformer layers' MLP weights with ``{i}`` for the layer in
 MLP weights of the last 3 layers are edited (the paper's choice for BERT-base); a run's config can
 override this with explicit name patterns (``fnmatch`` style, matched against
 ``model.named_parameters()``).
+
+Declared (and tested on small random models of each, for the masked-LM and the
+sequence-classification tasks, in tests/test_architectures.py): BERT/mBERT, RoBERTa/XLM-R,
+DistilBERT/DistilmBERT and DeBERTa-v2/v3 (mDeBERTa).
 """
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .errors import UserError
@@ -19,25 +25,46 @@ from .errors import UserError
 class ArchitectureFamily:
     model_types: tuple[str, ...]
     mlp_weights: tuple[str, ...]  # relative to the base model, with {i} for the layer index
-    mlm_head: str | None = None  # attribute of the masked-LM model holding the output head
+    #: Attributes of the masked-LM model that, applied in order, map the base model's hidden states
+    #: to vocabulary logits (its output head); empty: none declared, the whole model runs instead.
+    mlm_head: tuple[str, ...] = ()
 
 
 FAMILIES = {
     "bert": ArchitectureFamily(("bert",), ("encoder.layer.{i}.intermediate.dense.weight",
-                                           "encoder.layer.{i}.output.dense.weight"), "cls"),
+                                           "encoder.layer.{i}.output.dense.weight"), ("cls",)),
     "roberta": ArchitectureFamily(("roberta", "xlm-roberta", "camembert"),
                                   ("encoder.layer.{i}.intermediate.dense.weight",
-                                   "encoder.layer.{i}.output.dense.weight"), "lm_head"),
+                                   "encoder.layer.{i}.output.dense.weight"), ("lm_head",)),
     "distilbert": ArchitectureFamily(("distilbert",), ("transformer.layer.{i}.ffn.lin1.weight",
-                                                       "transformer.layer.{i}.ffn.lin2.weight")),
+                                                       "transformer.layer.{i}.ffn.lin2.weight"),
+                                     ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),
+    # the legacy head (config.legacy: the default, and mDeBERTa's); the other one also takes the word
+    # embeddings, so models built with legacy=False run whole (the same logits, more work)
     "deberta-v2": ArchitectureFamily(("deberta-v2",), ("encoder.layer.{i}.intermediate.dense.weight",
-                                                       "encoder.layer.{i}.output.dense.weight"), "cls"),
+                                                       "encoder.layer.{i}.output.dense.weight"), ("cls",)),
 }
 
 
 def family_of(model: nn.Module) -> ArchitectureFamily | None:
     model_type = getattr(model.config, "model_type", None)
     return next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+
+
+def mlm_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The masked-LM output head as a function of the base model's hidden states, or None when the
+    model's family declares none or the model lacks one of its modules (then the whole model runs)."""
+    family = family_of(model)
+    modules = [getattr(model, name, None) for name in (family.mlm_head if family else ())]
+    if not modules or any(not isinstance(m, nn.Module) for m in modules):
+        return None
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        for module in modules:
+            hidden = module(hidden)
+        return hidden
+
+    return head
 
 
 def num_layers(model: nn.Module) -> int:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .architectures import family_of
+from .architectures import mlm_head
 from .data import CLASSIFICATION, MASKED_LM
 from .encoding import Batch
 from .errors import UserError
@@ -90,12 +90,12 @@ def position_logits(model: nn.Module, batch: Batch, params: Params | None = None
     the model's own). Masked LMs project only the answer positions through the output head."""
     params = params or {}
     if batch.task == MASKED_LM:
-        family = family_of(model)
+        head = mlm_head(model)
         prefix = model.base_model_prefix + "."
-        if family and family.mlm_head and all(n.startswith(prefix) for n in params):
+        if head is not None and all(n.startswith(prefix) for n in params):
             base = {n[len(prefix):]: t for n, t in params.items()}
             hidden = functional_call(model.base_model, base, args=(), kwargs=batch.inputs).last_hidden_state
-            return getattr(model, family.mlm_head)(hidden[batch.rows, batch.cols])
+            return head(hidden[batch.rows, batch.cols])
         logits = functional_call(model, params, args=(), kwargs=batch.inputs).logits
         return logits[batch.rows, batch.cols]
     if batch.task == CLASSIFICATION:
