@@ -88,11 +88,13 @@ def warn_broken_plugins(out) -> None:
 
 @cli.command("list-plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def list_plugins(as_json: bool):
+@click.option("--check", is_flag=True, help="Also import every component registered by import path "
+              "(slower: loads torch) and mark a plugin whose component fails to import as an error.")
+def list_plugins(as_json: bool, check: bool):
     """Every installed plugin, what it provides, and whether it loaded."""
     from .plugin_manager import get_plugin_manager
 
-    infos = get_plugin_manager().plugins()
+    infos = get_plugin_manager().plugins(check=check)
     if as_json:
         click.echo(json.dumps([i.as_json() for i in infos], indent=2))
         return

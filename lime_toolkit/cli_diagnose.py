@@ -9,13 +9,13 @@ from rich.table import Table
 
 def run_diagnose(config: dict, split: str, n_edits: int, lr: float, json_path, console: Console) -> dict:
     from .cache import write_json_atomic
-    from .diagnostics import finetune_reach, gradient_step_reach, layer_alignment
     from .run import build_run
     from .rundir import check_output_file
 
     check_output_file(json_path, "--json")
     with console.status("loading dataset and model"):
         run = build_run(config, log=console.print)
+    from .diagnostics import finetune_reach, gradient_step_reach, layer_alignment  # torch: after the checks
     langs = run.dataset.languages
     console.print(f"model {run.config['model']}; edited weights: {', '.join(run.system.param_names)}")
     with console.status("comparing parallel inputs layer by layer"):

@@ -153,14 +153,14 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
 
 def run_edit(run_dir, config_path, flags: dict, err: Console):
     """``lime-toolkit edit``: one edit, a before/after table, optionally the edited model saved."""
-    from .single_edit import apply_edit, save_edited_model
-
     text, target, lang = flags.pop("input_text"), flags.pop("target"), flags.pop("lang")
     save, checkpoint, n_unrelated = flags.pop("save"), flags.pop("checkpoint"), flags.pop("unrelated")
     if save and Path(save).exists() and (not Path(save).is_dir() or any(Path(save).iterdir())):
         raise UserError(f"--save '{save}' already exists and is not empty; pass a new directory")
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint)
+    from .single_edit import apply_edit, save_edited_model  # torch: after the checks
+
     outcome = apply_edit(run, text, target, lang, n_unrelated=n_unrelated)
     table = Table(title=f"edit in {lang}: {text!r} -> {target!r} "
                         f"({run.config['editor']} + {run.config['masks']} masks)")

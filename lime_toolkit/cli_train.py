@@ -64,20 +64,17 @@ def results_table(metrics: dict) -> Table:
 
 
 def run_train(config: dict, console: Console, quiet: bool) -> dict:
-    from .pipeline import train_and_evaluate
-    from .run import build_run
-    from .cli import warn_broken_plugins
-
     from pathlib import Path
 
-    from .run import default_out
+    from .cli import warn_broken_plugins
+    from .run import build_run, default_out
     from .rundir import check_out
 
     warn_broken_plugins(console)
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
-    from .pipeline import check_run_dir
+    from .pipeline import check_run_dir, train_and_evaluate  # torch: a model is loaded by now
 
     check_run_dir(run)  # a different run in that directory: refused before anything is printed
     console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "

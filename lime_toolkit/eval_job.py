@@ -7,13 +7,13 @@ draws its own update and retain inputs. :func:`evaluate_run` returns the evaluat
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import UserError
-from .evaluation import EvalSettings, evaluate
-from .pipeline import eval_settings
-from .reporting import eval_document
-from .run import Run
+
+if TYPE_CHECKING:  # torch: imported by the functions that evaluate, so parsing flags stays cheap
+    from .evaluation import EvalSettings
+    from .run import Run
 
 
 def parse_max_edits(value) -> int | None:
@@ -55,6 +55,8 @@ def resolve_settings(run: Run, overrides: dict) -> tuple[str, EvalSettings]:
         cfg["max_edits"] = None
     if int(cfg["n_update"]) < 0 or int(cfg["n_retain"]) < 0:
         raise UserError("--n-update and --n-retain must not be negative")
+    from .pipeline import eval_settings
+
     return split, eval_settings(run, cfg)
 
 
@@ -98,6 +100,9 @@ def evaluate_run(run: Run, overrides: dict, seeds: list[int] | None = None, chec
     untrained editor rebuilt with that seed); otherwise every seed uses ``run`` and only the
     sampling of update/retain inputs changes. ``on_total(n)`` is told the number of edits to come
     (for a progress bar), ``on_edit()`` after each."""
+    from .evaluation import evaluate
+    from .reporting import eval_document
+
     split, settings = resolve_settings(run, overrides)
     seeds = seeds or [int(run.config["seed"])]
     results = {}

@@ -150,7 +150,7 @@ class PluginManager:
                     continue
 
                 def register(name, obj, description="", _plugin=impl.plugin_name, _reg=registry):
-                    _reg.add(Component(str(name), obj, _plugin, description))
+                    _reg.add(Component(str(name), obj, _plugin, description, kind=_reg.kind))
 
                 try:
                     impl.function(register=register)
@@ -182,9 +182,21 @@ class PluginManager:
     def masks(self) -> Registry:
         return self._registry("register_mask_strategies")
 
-    def plugins(self) -> list[PluginInfo]:
-        """Every plugin seen, in name order, with what it provides."""
+    def plugins(self, check: bool = False) -> list[PluginInfo]:
+        """Every plugin seen, in name order, with what it provides. Components registered lazily
+        (by import path) are not imported unless ``check``: then each one is, and a plugin whose
+        component fails to import is marked ``error`` with that one-line message."""
         self._registry("register_editors")
+        if check:
+            for registry in self._registries.values():
+                for component in registry:
+                    info = self.infos.get(component.plugin)
+                    if component.loaded or info is None or info.status != "ok":
+                        continue
+                    try:
+                        component.obj
+                    except PluginError as exc:
+                        info.status, info.error = "error", str(exc)
         return [self.infos[n] for n in sorted(self.infos)]
 
     def add_commands(self, cli) -> None:

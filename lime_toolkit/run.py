@@ -1,22 +1,27 @@
-"""Assemble a run from its configuration: dataset, base model, editor, masks, run directory."""
+"""Assemble a run from its configuration: dataset, base model, editor, masks, run directory.
+
+Importing this module is cheap: torch, transformers and the editing machinery are imported inside
+the functions that need a model, so that ``data describe`` (:func:`open_dataset`) and the checks
+made before a model is loaded (unknown component names, languages, the run directory) answer
+without them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .architectures import editable_parameters
 from .config import save_config
 from .data import SPLITS, EditCase, Example
 from .dataset_api import Dataset, DatasetOptions
-from .editing import EditingSystem
-from .editor_api import EditorSetup
 from .errors import UserError
-from .mask_api import MaskSetup
-from .models import load_model
 from .plugin_manager import PluginManager, get_plugin_manager
 from .sampler import LanguageRoles
+
+if TYPE_CHECKING:
+    import torch
+
+    from .editing import EditingSystem
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Run:
         return self.dataset.locality_pool(split)
 
     def predictor(self):
+        import torch
+
         from .encoding import encode_examples
         from .models import decode_predictions, position_logits
 
@@ -70,6 +77,8 @@ def default_out(config: dict) -> Path:
 def resolve_device(spec: str) -> torch.device:
     """``auto``: this process's device under Accelerate (its GPU when launched with
     ``accelerate launch``, else the first GPU, else the CPU)."""
+    import torch
+
     if spec == "auto":
         from accelerate import PartialState
 
@@ -143,8 +152,11 @@ def check_component_options(config: dict, pm: PluginManager) -> None:
 def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = None, log=print) -> Run:
     """Resolve every component named in ``config`` and prepare the run directory."""
     pm = pm or get_plugin_manager()
-    editor_cls = pm.editors.get(config["editor"]).obj
-    mask_cls = pm.masks.get(config["masks"]).obj if config.get("masks") else None
+    # Unknown names fail first, before any implementation (and with it torch) is imported; checking
+    # the components' options (their option_specs) imports their classes, before the dataset is read.
+    editor_component = pm.editors.get(config["editor"])
+    mask_component = pm.masks.get(config["masks"]) if config.get("masks") else None
+    pm.datasets.get(config["dataset"])
     check_component_options(config, pm)
     dataset = open_dataset(config, pm)
     for key in ("train.langs", "eval.edit_langs", "eval.eval_langs"):
@@ -156,6 +168,16 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
             LanguageRoles.parse(spec, dataset.languages)
         except UserError as exc:
             raise UserError(f"{key}: {exc}") from None
+    editor_cls = editor_component.obj
+    mask_cls = mask_component.obj if mask_component is not None else None
+    import torch  # from here on a model is needed
+
+    from .architectures import editable_parameters
+    from .editing import EditingSystem
+    from .editor_api import EditorSetup
+    from .mask_api import MaskSetup
+    from .models import load_model
+
     device = resolve_device(str(config.get("device", "auto")))
     model_name = config.get("model") or dataset.default_model()
     attn = "eager" if getattr(editor_cls, "second_order", False) else None

@@ -11,6 +11,7 @@ from lime_toolkit.data import MASKED_LM, SPLITS, TARGET_SLOT
 from lime_toolkit.dataset_api import DatasetOptions
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
+from lime_toolkit.registry import Component
 from lime_toolkit_plugins import demo
 from lime_toolkit_plugins.demo.corpus import DemoCorpus, DemoSettings
 from lime_toolkit_plugins.demo.tiny_model import (
@@ -194,8 +195,10 @@ def test_locality_pool(tmp_cache):
 
 def test_hook_registers_the_dataset():
     registered = {}
-    demo.register_datasets(lambda name, cls, description="": registered.update({name: (cls, description)}))
-    assert registered["demo"][0] is demo.DemoDataset and registered["demo"][1]
+    demo.register_datasets(lambda name, obj, description="": registered.update({name: (obj, description)}))
+    assert registered["demo"][0] == "lime_toolkit_plugins.demo.dataset:DemoDataset"  # registered lazily
+    assert Component("demo", registered["demo"][0], "demo").obj is demo.DemoDataset
+    assert registered["demo"][1] == demo.DemoDataset.description
     assert demo.LIME_TOOLKIT_API == "1"
 
 

@@ -19,6 +19,7 @@ from lime_toolkit.factors import capture_factors, edit_loss
 from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.models import position_logits
 from lime_toolkit.plugin_manager import PluginManager
+from lime_toolkit.registry import Component
 from lime_toolkit.run import Run, build_run
 from lime_toolkit.sampler import CrossLingualSampler, LanguageRoles
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
@@ -90,8 +91,9 @@ def unsolved_cases(world: World):
 
 
 def collect(hook) -> dict:
+    """name -> (the registered object, resolved as the plugin manager does; description)."""
     got = {}
-    hook(lambda name, cls, description="": got.setdefault(name, (cls, description)))
+    hook(lambda name, obj, description="": got.setdefault(name, (Component(name, obj, "test").obj, description)))
     return got
 
 

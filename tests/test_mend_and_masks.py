@@ -10,6 +10,7 @@ from torch import nn
 from lime_toolkit.editor_api import EditorSetup
 from lime_toolkit.errors import UserError
 from lime_toolkit.mask_api import MaskSetup
+from lime_toolkit.registry import Component
 from lime_toolkit_plugins.masks import register_mask_strategies
 from lime_toolkit_plugins.masks.strategies import L0Masks, NoMask
 from lime_toolkit_plugins.mend import register_editors
@@ -39,8 +40,9 @@ def factors(name: str, tokens: int = 7):
 
 
 def collect(hook) -> dict:
+    """name -> (the registered object, resolved as the plugin manager does; description)."""
     got = {}
-    hook(lambda name, cls, description="": got.setdefault(name, (cls, description)))
+    hook(lambda name, obj, description="": got.setdefault(name, (Component(name, obj, "test").obj, description)))
     return got
 
 

@@ -17,8 +17,11 @@ from lime_toolkit.data import MASKED_LM, SPLITS, EditCase, Example
 from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
 from lime_toolkit.errors import UserError
 
+from . import DESCRIPTION
 from .corpus import DemoCorpus, DemoSettings
-from .tiny_model import build_demo_model, demo_model_dir, demo_tokenizer, is_built, read_recall
+
+# .tiny_model (torch, transformers) is imported inside the methods that build or read the model, so
+# that reading the facts (``data describe``, validating a run's languages) stays cheap.
 
 
 def _flag(value) -> bool:
@@ -44,7 +47,7 @@ class DemoDataset(Dataset):
     """
 
     task = MASKED_LM
-    description = "offline demo: invented people's facts in en/de/fr/es/ru/zh with a tiny pre-trained BERT"
+    description = DESCRIPTION
 
     def __init__(self, options: DatasetOptions | None = None):
         super().__init__(options or DatasetOptions())
@@ -76,6 +79,8 @@ class DemoDataset(Dataset):
     @property
     def model_dir(self) -> Path:
         """Where this world's model is (or will be) cached."""
+        from .tiny_model import demo_model_dir
+
         return demo_model_dir(self.settings, root=self.cache)
 
     def _facts(self, split: str):
@@ -133,6 +138,8 @@ class DemoDataset(Dataset):
     def _object_piece_counts(self) -> dict[tuple[str, int, str], int]:
         if self._piece_counts is None:
             # The demo tokenizer is learned in well under a second when not cached; no model needed.
+            from .tiny_model import demo_tokenizer
+
             tokenizer = self._tokenizer or demo_tokenizer(self.settings, root=self.cache)
             self._piece_counts = {
                 (rel, obj, lang): len(tokenizer(self.corpus.object_text(rel, obj, lang), add_special_tokens=False)["input_ids"])
@@ -144,6 +151,8 @@ class DemoDataset(Dataset):
 
     def default_model(self) -> str:
         """The cached demo model's directory, built first (a few minutes, once) if missing."""
+        from .tiny_model import build_demo_model, is_built
+
         if not is_built(self.settings, root=self.cache):
             self.log("the demo model is not built yet: building it now (once; later runs reuse the cache)")
         return str(build_demo_model(self.settings, log=self.log, root=self.cache))
@@ -152,6 +161,8 @@ class DemoDataset(Dataset):
         """Build the demo model (or reuse the cache); copy it to ``out_dir`` when given.
 
         ``progress`` is a callable taking one progress line (e.g. a rich console's ``print``)."""
+        from .tiny_model import build_demo_model, read_recall
+
         log = progress if callable(progress) else self.log
         built = build_demo_model(self.settings, log=log, root=self.cache)
         info = read_recall(self.settings, root=self.cache) or {}

@@ -1,6 +1,7 @@
 """Editable Training (Sinitsin et al. 2020), registered as ``et``.
 
-The implementation imports torch; it is loaded only when the hook runs.
+The implementation imports torch; it is registered by import path, so it is loaded only when the
+editor is first used.
 """
 from lime_toolkit.hookspecs import hookimpl
 
@@ -10,11 +11,9 @@ LIME_TOOLKIT_API = "1"
 @hookimpl
 def register_editors(register):
     """Register :class:`~.editor.EditableTrainingEditor` as ``et``."""
-    from .editor import EditableTrainingEditor
-
     register(
         "et",
-        EditableTrainingEditor,
+        "lime_toolkit_plugins.et.editor:EditableTrainingEditor",
         description="Editable Training: one differentiable gradient step with a learned step size per "
         "weight; meta-training also trains the edited base weights (full second-order gradients)",
     )

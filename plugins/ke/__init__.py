@@ -1,6 +1,7 @@
 """KnowledgeEditor (De Cao et al. 2021), registered as ``ke``.
 
-The implementation imports torch; it is loaded only when the hook runs.
+The implementation imports torch; it is registered by import path, so it is loaded only when the
+editor is first used.
 """
 from lime_toolkit.hookspecs import hookimpl
 
@@ -10,11 +11,9 @@ LIME_TOOLKIT_API = "1"
 @hookimpl
 def register_editors(register):
     """Register :class:`~.editor.KnowledgeEditor` as ``ke``."""
-    from .editor import KnowledgeEditor
-
     register(
         "ke",
-        KnowledgeEditor,
+        "lime_toolkit_plugins.ke.editor:KnowledgeEditor",
         description="KnowledgeEditor: a BiLSTM conditioner over the edit input and one weight-normed "
         "MLP per edited weight predicting a gradient gate and offset, ΔW = σ(η)(∇W ⊙ a + b)",
     )

@@ -1,6 +1,7 @@
 """The MEND editor (Mitchell et al. 2022, as modified by LiME), registered as ``mend``.
 
-The implementation imports torch; it is loaded only when the hook runs.
+The implementation imports torch; it is registered by import path, so it is loaded only when the
+editor is first used.
 """
 from lime_toolkit.hookspecs import hookimpl
 
@@ -10,11 +11,9 @@ LIME_TOOLKIT_API = "1"
 @hookimpl
 def register_editors(register):
     """Register :class:`~.editor.MendEditor` as ``mend``."""
-    from .editor import MendEditor
-
     register(
         "mend",
-        MendEditor,
+        "lime_toolkit_plugins.mend.editor:MendEditor",
         description="MEND gradient-factor editor network (LiME variant: LayerNorm inputs, one "
         "low-rank network per weight shape, per-layer scale/shift, learned step sizes)",
     )

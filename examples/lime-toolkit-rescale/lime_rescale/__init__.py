@@ -1,7 +1,8 @@
 """An example third-party lime-toolkit plugin (see README.md).
 
 Loading this module must stay cheap: ``lime-toolkit`` imports every plugin to build its command
-line, so the torch-heavy components are imported inside the hooks, when they are asked for.
+line. The torch-heavy editor and mask strategy are registered by import path, so they are imported
+only when a run uses them; the dataset shows the other form, its class imported inside the hook.
 """
 import click
 
@@ -13,9 +14,7 @@ LIME_TOOLKIT_API = "1"
 
 @hookimpl
 def register_editors(register):
-    from .editor import RescaleEditor
-
-    register("rescale", RescaleEditor, description="learned per-dimension rescaling of x and δ "
+    register("rescale", "lime_rescale.editor:RescaleEditor", description="learned per-dimension rescaling of x and δ "
              "with a learned step size per edited weight (example plugin)")
 
 
@@ -28,9 +27,7 @@ def register_datasets(register):
 
 @hookimpl
 def register_mask_strategies(register):
-    from .masks import SharedScale
-
-    register("shared", SharedScale, description="one learned language-agnostic scale per weight (example plugin)")
+    register("shared", "lime_rescale.masks:SharedScale", description="one learned language-agnostic scale per weight (example plugin)")
 
 
 @hookimpl
