@@ -275,13 +275,14 @@ def _run_dir_arg(fn):
 @click.option("--edit-langs", help="Edit languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--eval-langs", help="Update/retain languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--split", type=click.Choice(["train", "dev", "test"]), help="Split of the edits (default test).")
-@click.option("--n-update", type=click.IntRange(min=0), help="Parallel inputs checked per edit; 0 = every eval language (default 1).")
+@click.option("--n-update", type=click.IntRange(min=0), help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, 0).")
 @click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
-def evaluate(run_dir, config_path, **flags):
+@click.option("--quiet", is_flag=True, help="Only print the results (no progress).")
+def evaluate(run_dir, config_path, quiet, **flags):
     """Evaluate a trained run (RUN_DIR), or an untrained editor such as ft (no RUN_DIR), on
     held-out edits; writes RUN_DIR/eval/<setting>.json|csv|md.
 
@@ -289,7 +290,7 @@ def evaluate(run_dir, config_path, **flags):
     """
     from .cli_eval import run_evaluate
 
-    run_evaluate(run_dir, config_path, flags, console())
+    run_evaluate(run_dir, config_path, flags, console(quiet))
 
 
 @cli.command()

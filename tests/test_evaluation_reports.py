@@ -370,3 +370,11 @@ def test_diagnose_command_on_the_toy_world(toy, tmp_path):
     assert edit["acc"]["en"] == 1.0 and edit["steps"] <= 100 and joint["steps"] <= 100
     assert all(v in (0.0, 0.5, 1.0) for r in (edit, joint) for v in r["acc"].values())
     assert [r["alpha"] for r in doc["gradient_step"]] == [0.01, 0.03, 0.1, 0.3, 1.0]
+
+
+def test_evaluate_quiet_prints_only_the_results(tmp_path, run_dir):
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--quiet", "--json", str(tmp_path / "q.json")],
+                                catch_exceptions=False, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no status line, no progress
+    assert "macro average" in result.stdout and json.loads((tmp_path / "q.json").read_text())["edits"] > 0
