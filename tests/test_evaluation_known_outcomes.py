@@ -254,3 +254,29 @@ def test_max_edits_is_a_seeded_sample_in_the_splits_order(world):
     assert len({tuple(chosen(lang, 0)) for lang in LANGS}) > 1 or len(
         {tuple(chosen(lang, 1)) for lang in LANGS}) > 1  # and the language
     assert chosen("en", 0, max_edits=len(world.cases)) == order  # all of them: the split itself
+
+
+def test_n_update_of_every_eval_language_is_the_same_as_zero(world):
+    """Asking for as many update inputs as there are eval languages is "all of them": the same
+    update and retain inputs for every edit as n_update=0 (no random draw spent on choosing)."""
+    import lime_toolkit.evaluation as evaluation
+
+    def inputs(n_update):
+        seen = []
+        original = evaluation.check_edit
+
+        def spy(model, tokenizer, task, params, updates, retains):
+            seen.append(([(u.id, u.lang) for u in updates], [(r.id, r.lang) for r in retains]))
+            return original(model, tokenizer, task, params, updates, retains)
+
+        evaluation.check_edit = spy
+        try:
+            evaluate(world.system(SCRIPT), world.tok, MASKED_LM, world.cases, world.pool,
+                     EvalSettings(LANGS, LANGS, n_update=n_update, n_retain=3, seed=5, intervals=False))
+        finally:
+            evaluation.check_edit = original
+        return seen
+
+    every = inputs(0)
+    assert all([lang for _, lang in updates] == LANGS for updates, _ in every)
+    assert inputs(len(LANGS)) == every
