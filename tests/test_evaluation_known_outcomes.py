@@ -280,3 +280,16 @@ def test_n_update_of_every_eval_language_is_the_same_as_zero(world):
     every = inputs(0)
     assert all([lang for _, lang in updates] == LANGS for updates, _ in every)
     assert inputs(len(LANGS)) == every
+
+
+def test_intervals_only_when_asked(world):
+    def run(**kw):
+        return evaluate(world.system(SCRIPT), world.tok, MASKED_LM, world.cases, world.pool,
+                        EvalSettings(LANGS, LANGS, n_update=0, n_retain=2, seed=1, **kw))
+
+    with_ci, without = run(), run(intervals=False)
+    assert without["interval"] == {} and all("interval" not in v for v in without["per_language"].values())
+    # en edits always take and never keep: their intervals are single points
+    assert with_ci["per_language"]["en"]["interval"]["acc"] == pytest.approx((1.0, 1.0))
+    assert with_ci["per_language"]["en"]["interval"]["con"] == pytest.approx((0.0, 0.0))
+    assert set(with_ci["interval"]) == {"acc", "con", "succ"}
