@@ -219,3 +219,44 @@ def test_editors_that_are_neither_kind_or_refuse_masks_are_clear_errors():
     system = EditingSystem(model, names, Whole(EditorSetup(model, {}, data.languages)), None)
     assert system.param_names == names and system.param_names is not names and system.model is model
     assert not any(k.startswith("_model") or k.startswith("bert") for k in system.state_dict())
+
+
+def test_factors_are_differentiable_in_trainable_weights_and_unused_weights_give_none():
+    """With ``create_graph`` the factors depend on edited weights that require grad (an editor's
+    own trainable copy of the base weights): the edit stays differentiable in them. A hooked
+    weight whose output the loss never uses gives empty factors, not an error."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    _, tok, _, _, case = setup()
+
+    class Toy(nn.Module):
+        base_model_prefix = "toy"
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.config = SimpleNamespace(model_type="toy")
+            self.emb = nn.Embedding(len(tok), 6)
+            self.mid = nn.Linear(6, 6, bias=False)
+            self.used = nn.Linear(6, len(tok), bias=False)
+            self.unused = nn.Linear(6, 3, bias=False)
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            h = self.emb(input_ids)
+            self.unused(h)  # computed, never reaches the logits
+            return SimpleNamespace(logits=self.used(torch.tanh(self.mid(h))))
+
+    model = Toy()
+    batch = encode_examples(tok, [case.inputs["en"]], MASKED_LM)
+    mid = model.mid.weight.detach().clone().requires_grad_()
+    params = {"mid.weight": mid, "used.weight": model.used.weight.detach(), "unused.weight": model.unused.weight.detach()}
+    loss, factors = capture_factors(model, batch, params, create_graph=True)
+    x, d = factors["unused.weight"]
+    assert x.shape == (0, 6) and d.shape == (0, 3)
+    x_used, d_used = factors["used.weight"]
+    assert x_used.shape[0] > 0
+    # the used layer's input tanh(mid h) depends on the trainable mid weight, and so does the loss
+    (g,) = torch.autograd.grad((d_used.T @ x_used).sum() + loss, [mid])
+    assert g.abs().sum() > 0
