@@ -125,7 +125,7 @@ class Recorder(PlainGradient):
         self.second_order, self.doubled, self.seen = second_order, doubled, []
 
     def base_weight(self, name, weight):
-        return weight * 2 if self.doubled else weight
+        return weight * 2 if self.doubled and name.endswith("output.dense.weight") else weight
 
     def transform(self, name, x, delta, ctx):
         self.seen.append((name, ctx.lang, delta.requires_grad))
@@ -144,12 +144,13 @@ def test_second_order_factors_only_with_grad_enabled_and_base_weights_from_the_e
     editor = Recorder(EditorSetup(model, {}, data.languages), doubled=True)
     system = EditingSystem(model, names, editor, None)
     weights = dict(model.named_parameters())
-    assert all(torch.equal(system.base_params()[n], weights[n] * 2) for n in names)
-    params = {n: (weights[n] * 2).detach().requires_grad_() for n in names}
+    factor = {n: 2 if n.endswith("output.dense.weight") else 1 for n in names}
+    assert all(torch.equal(system.base_params()[n], weights[n] * factor[n]) for n in names)
+    params = {n: (weights[n] * factor[n]).detach().requires_grad_() for n in names}
     grads = torch.autograd.grad(edit_loss(model, batch, params), [params[n] for n in names])
     edited = system.edit(batch, "en")
     for n, g in zip(names, grads):  # W' = W_base − α∇ at the editor's base weights
-        torch.testing.assert_close(edited[n], weights[n] * 2 - 0.5 * g, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(edited[n], weights[n] * factor[n] - 0.5 * g, atol=1e-6, rtol=1e-5)
 
 
 def test_masks_of_the_edit_language_transform_the_factors():
@@ -191,6 +192,14 @@ def test_solved_checks_every_target_position_and_only_those():
     assert ctx.solved(base) is False
     batch.labels[0] = -100  # no target at that position: not checked
     assert ctx.solved(base) is True
+    # solved judges the parameters it is given, not the base model
+    gen = torch.Generator().manual_seed(0)
+    other = {n: 3 * torch.randn(w.shape, generator=gen) for n, w in base.items()}
+    with torch.no_grad():
+        other_pred = position_logits(model, batch, other).argmax(-1)
+    assert not torch.equal(other_pred, pred)
+    batch.labels[:] = other_pred
+    assert ctx.solved(other) is True and ctx.solved(base) is False
 
 
 def test_editors_that_are_neither_kind_or_refuse_masks_are_clear_errors():
@@ -239,7 +248,9 @@ def test_factors_are_differentiable_in_trainable_weights_and_unused_weights_give
             torch.manual_seed(0)
             self.config = SimpleNamespace(model_type="toy")
             self.emb = nn.Embedding(len(tok), 6)
-            self.mid = nn.Linear(6, 6, bias=False)
+            with torch.no_grad():
+                self.emb.weight[tok.mask_token_id] = 0.0  # x = 0 at the prediction position of "mid"
+            self.mid = nn.Linear(6, 6)
             self.used = nn.Linear(6, len(tok), bias=False)
             self.unused = nn.Linear(6, 3, bias=False)
 
@@ -250,13 +261,18 @@ def test_factors_are_differentiable_in_trainable_weights_and_unused_weights_give
 
     model = Toy()
     batch = encode_examples(tok, [case.inputs["en"]], MASKED_LM)
-    mid = model.mid.weight.detach().clone().requires_grad_()
-    params = {"mid.weight": mid, "used.weight": model.used.weight.detach(), "unused.weight": model.unused.weight.detach()}
+    used = model.used.weight.detach().clone().requires_grad_()
+    params = {"mid.weight": model.mid.weight.detach(), "used.weight": used, "unused.weight": model.unused.weight.detach()}
     loss, factors = capture_factors(model, batch, params, create_graph=True)
     x, d = factors["unused.weight"]
     assert x.shape == (0, 6) and d.shape == (0, 3)
     x_used, d_used = factors["used.weight"]
-    assert x_used.shape[0] > 0
-    # the used layer's input tanh(mid h) depends on the trainable mid weight, and so does the loss
-    (g,) = torch.autograd.grad((d_used.T @ x_used).sum() + loss, [mid])
+    assert x_used.shape[0] == 1  # only the prediction position has a gradient
+    # "mid" sees x = 0 exactly where its δ is non-zero (the [MASK]): that token is dropped, nothing kept
+    x_mid, d_mid = factors["mid.weight"]
+    assert x_mid.shape == (0, 6) and d_mid.shape == (0, 6)
+    # δ of the used layer (softmax − one-hot) depends on the trainable used weight, and so does the loss
+    (g,) = torch.autograd.grad((d_used.T @ x_used).sum(), [used], retain_graph=True)
+    assert g.abs().sum() > 0
+    (g,) = torch.autograd.grad(loss, [used])
     assert g.abs().sum() > 0
