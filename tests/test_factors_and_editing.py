@@ -200,6 +200,8 @@ def test_solved_checks_every_target_position_and_only_those():
     assert not torch.equal(other_pred, pred)
     batch.labels[:] = other_pred
     assert ctx.solved(other) is True and ctx.solved(base) is False
+    torch.testing.assert_close(ctx.loss(other), edit_loss(model, batch, other))  # so does the loss
+    assert not torch.allclose(ctx.loss(other), ctx.loss(base))
 
 
 def test_editors_that_are_neither_kind_or_refuse_masks_are_clear_errors():
