@@ -202,3 +202,94 @@ def test_multi_token_targets_count_only_when_every_piece_is_predicted(world):
     one = Example("anna", "en", f"anna lives in {TARGET_SLOT} .", "rome")
     took, _ = check_edit(world.model, world.tok, MASKED_LM, {"table": table}, [one], [])
     assert took == [True]
+
+
+# -- edges of the loop (mutation-testing survivors, docs/testing.md) -------------------------------------
+
+def test_cases_without_an_eval_language_are_skipped_not_the_rest(world):
+    """A case with no input in any eval language is passed over; the cases after it still count."""
+    only_en = EditCase("anna", {"en": world.cases[0].inputs["en"]})
+    cases = [only_en] + world.cases[1:]
+    m = evaluate(world.system(SCRIPT), world.tok, MASKED_LM, cases, world.pool,
+                 EvalSettings(["en"], ["de"], n_update=0, n_retain=1, seed=0, intervals=False))
+    assert m["edits"] == len(world.cases) - 1 and m["acc_matrix"] == {"en": {"de": 1.0}}
+
+
+def test_no_edit_at_all_is_one_clear_error_and_the_mode_comes_back(world):
+    from lime_toolkit.errors import UserError
+
+    system = world.system(SCRIPT).train()
+    with pytest.raises(UserError) as err:
+        evaluate(system, world.tok, MASKED_LM, [], world.pool, EvalSettings(LANGS, LANGS, intervals=False))
+    assert str(err.value) == "no edits to evaluate: the split has no cases in the chosen edit languages"
+    assert system.training
+    system.eval()
+    evaluate(system, world.tok, MASKED_LM, world.cases, world.pool,
+             EvalSettings(["de"], LANGS, n_retain=1, max_edits=2, intervals=False))
+    assert not system.training  # an evaluating system stays evaluating
+
+
+def test_max_edits_is_a_seeded_sample_in_the_splits_order(world):
+    """The edits kept by ``max_edits`` depend on the seed and the language, come in the split's
+    order, and are the same on every run with one seed."""
+    def chosen(edit_lang, seed, max_edits=4):
+        seen = []
+        system = world.system(SCRIPT)
+        original = system.editor.edit
+
+        def spy(params, ctx):
+            seen.append(int(ctx.batch.inputs["input_ids"][0][1]))
+            return original(params, ctx)
+
+        system.editor.edit = spy
+        evaluate(system, world.tok, MASKED_LM, world.cases, world.pool,
+                 EvalSettings([edit_lang], LANGS, n_update=0, n_retain=1, max_edits=max_edits, seed=seed,
+                              intervals=False))
+        return seen
+
+    order = [world.id(c.id) for c in world.cases]
+    first = chosen("en", 0)
+    assert len(first) == 4 and first == sorted(first, key=order.index) and first == chosen("en", 0)
+    assert len({tuple(chosen("en", s)) for s in range(6)}) > 1  # the seed decides
+    assert len({tuple(chosen(lang, 0)) for lang in LANGS}) > 1 or len(
+        {tuple(chosen(lang, 1)) for lang in LANGS}) > 1  # and the language
+    assert chosen("en", 0, max_edits=len(world.cases)) == order  # all of them: the split itself
+
+
+def test_n_update_of_every_eval_language_is_the_same_as_zero(world):
+    """Asking for as many update inputs as there are eval languages is "all of them": the same
+    update and retain inputs for every edit as n_update=0 (no random draw spent on choosing)."""
+    import lime_toolkit.evaluation as evaluation
+
+    def inputs(n_update):
+        seen = []
+        original = evaluation.check_edit
+
+        def spy(model, tokenizer, task, params, updates, retains):
+            seen.append(([(u.id, u.lang) for u in updates], [(r.id, r.lang) for r in retains]))
+            return original(model, tokenizer, task, params, updates, retains)
+
+        evaluation.check_edit = spy
+        try:
+            evaluate(world.system(SCRIPT), world.tok, MASKED_LM, world.cases, world.pool,
+                     EvalSettings(LANGS, LANGS, n_update=n_update, n_retain=3, seed=5, intervals=False))
+        finally:
+            evaluation.check_edit = original
+        return seen
+
+    every = inputs(0)
+    assert all([lang for _, lang in updates] == LANGS for updates, _ in every)
+    assert inputs(len(LANGS)) == every
+
+
+def test_intervals_only_when_asked(world):
+    def run(**kw):
+        return evaluate(world.system(SCRIPT), world.tok, MASKED_LM, world.cases, world.pool,
+                        EvalSettings(LANGS, LANGS, n_update=0, n_retain=2, seed=1, **kw))
+
+    with_ci, without = run(), run(intervals=False)
+    assert without["interval"] == {} and all("interval" not in v for v in without["per_language"].values())
+    # en edits always take and never keep: their intervals are single points
+    assert with_ci["per_language"]["en"]["interval"]["acc"] == pytest.approx((1.0, 1.0))
+    assert with_ci["per_language"]["en"]["interval"]["con"] == pytest.approx((0.0, 0.0))
+    assert set(with_ci["interval"]) == {"acc", "con", "succ"}

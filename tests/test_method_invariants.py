@@ -269,8 +269,8 @@ def test_training_draws_are_the_samplers(world, tmp_path):
     loss it logs for a step equals the mean meta-loss of those draws (masks pinned, so the gates
     are deterministic)."""
     config = defaults()
-    config["train"].update(langs="all", max_steps=1, accumulate=3, val_every=1, val_edits=1, retain_per_edit=2,
-                           update_per_edit=1, patience=0, lr=1e-12, mask_lr=1e-12, **WEIGHTS)
+    config["train"].update(langs="all", max_steps=1, accumulate=3, val_every=1, val_edits=1, retain_per_edit=3,
+                           update_per_edit=2, patience=0, lr=1e-12, mask_lr=1e-12, **WEIGHTS)
     config["seed"] = 4
     masks = world.l0()
     for lang in world.data.languages:
@@ -278,16 +278,18 @@ def test_training_draws_are_the_samplers(world, tmp_path):
     system = EditingSystem(world.model, world.names, world.mend(step_size_init=3.0), masks)
     run = world.run(system, config)
     run.out = tmp_path / "run"
-    sampler = CrossLingualSampler(world.cases, world.pool, run.roles("all"), n_retain=2, seed=4, n_update=1)
+    sampler = CrossLingualSampler(world.cases, world.pool, run.roles("all"), n_retain=3, seed=4, n_update=2)
     with torch.no_grad():
-        expected = [meta_loss(run, sampler.draw(0, micro), WEIGHTS)["loss"].item() for micro in range(3)]
-    assert len(set(expected)) == 3  # three different draws
+        terms = [meta_loss(run, sampler.draw(0, micro), WEIGHTS) for micro in range(3)]
+    expected = {k: sum(t[k].item() for t in terms) / 3 for k in ("loss", "rel", "loc")}
+    assert len({t["loss"].item() for t in terms}) == 3  # three different draws
+    assert all(len(sampler.draw(0, m).retain) == 3 and len(sampler.draw(0, m).updates) == 2 for m in range(3))
 
     class Monitor:
         logged: list = []
 
         def on_step(self, step, terms, steps_per_s):
-            self.logged.append(terms["loss"])
+            self.logged.append(terms)
 
         def on_validation(self, step, metrics, improved):
             pass
@@ -297,7 +299,9 @@ def test_training_draws_are_the_samplers(world, tmp_path):
 
     monitor = Monitor()
     train(run, monitor)
-    assert monitor.logged == [pytest.approx(sum(expected) / 3, rel=1e-5)]
+    assert len(monitor.logged) == 1
+    for k in ("loss", "rel", "loc"):  # each term, so a tiny loc cannot hide in the sum
+        assert monitor.logged[0][k] == pytest.approx(expected[k], rel=1e-5), k
 
 
 def test_evaluation_uses_the_deterministic_masks_and_gives_the_training_mode_back(world):
