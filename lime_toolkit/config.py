@@ -373,14 +373,9 @@ def check_options(options: dict, specs: dict[str, Spec], section: str, component
 
 def read_yaml_mapping(path: Path, what: str, fix: str) -> dict:
     """A YAML file that must hold a mapping; any problem is one line naming the file and ``fix``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{what} '{path}' is not UTF-8 text; {fix}") from None
-    except IsADirectoryError:
-        raise UserError(f"{what} '{path}' is a directory, not a file; {fix}") from None
-    except OSError as exc:
-        raise UserError(f"{what} '{path}' cannot be read ({exc.strerror}); {fix}") from None
+    from .rundir import read_text
+
+    text = read_text(path, what, fix)
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -17,18 +17,28 @@ from .errors import UserError
 CONFIG_FILE = "config.yaml"
 
 
-def read_json(path: Path, what: str, fix: str):
-    """The JSON document at ``path``; a missing, unreadable or damaged file is one line naming it
-    (``what``: what the file is; ``fix``: the way out)."""
+def read_text(path: Path, what: str, fix: str, *, damaged: bool = False) -> str:
+    """The UTF-8 text of the file at ``path``; a missing, unreadable or non-UTF-8 file is one line
+    naming it (``what``: what the file is; ``fix``: the way out; ``damaged``: word a non-UTF-8
+    file as damaged, for files the toolkit wrote itself)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{what} '{path}' does not exist; {fix}") from None
     except UnicodeDecodeError:
-        raise UserError(f"{what} '{path}' is damaged (not UTF-8 text); {fix}") from None
+        problem = "is damaged (not UTF-8 text)" if damaged else "is not UTF-8 text"
+        raise UserError(f"{what} '{path}' {problem}; {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} '{path}' is a directory, not a file; {fix}") from None
     except OSError as exc:
         raise UserError(f"{what} '{path}' cannot be read ({exc.strerror}); {fix}") from None
+
+
+def read_json(path: Path, what: str, fix: str):
+    """The JSON document at ``path``; a missing, unreadable or damaged file is one line naming it
+    (``what``: what the file is; ``fix``: the way out)."""
+    text = read_text(path, what, fix, damaged=True)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
