@@ -1,7 +1,8 @@
 """Helpers for testing editors, datasets and mask strategies in-process (also for plugin authors).
 
 ``tiny_masked_lm()`` builds a random, very small BERT masked LM with a word-level vocabulary in well
-under a second; ``ToyDataset`` is a parallel two-language fact set for it. Neither needs a download.
+under a second (``save_tiny_masked_lm(path)`` saves one to pass as ``--model``); ``ToyDataset`` is
+a parallel two-language fact set for it. Neither needs a download.
 """
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def tiny_masked_lm(hidden: int = 32, layers: int = 2, seed: int = 0):
     for p in model.parameters():
         p.requires_grad_(False)
     return model, tokenizer
+
+
+def save_tiny_masked_lm(path, **kwargs):
+    """Build :func:`tiny_masked_lm` and ``save_pretrained`` it (model and tokenizer) to ``path``,
+    ready to pass as ``--model``; returns ``path``."""
+    model, tokenizer = tiny_masked_lm(**kwargs)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 class ToyDataset(Dataset):

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from lime_toolkit.cli import cli
 from lime_toolkit.hookspecs import hookimpl
 from lime_toolkit.plugin_manager import plugin_registered
-from lime_toolkit.testing import ToyDataset, tiny_masked_lm
+from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
 
 
 class ToyPlugin:
@@ -42,9 +42,7 @@ TRAIN = ["--set", "train.val_every=1", "--set", "train.val_edits=2", "--set", "e
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-inputs")
-    model, tokenizer = tiny_masked_lm()
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_tiny_masked_lm(root / "model")
     with plugin_registered(ToyPlugin(), "bad-inputs-toy"):
         result = CliRunner().invoke(cli, ["train", "--dataset", "toy", "--model", str(root / "model"), "--device",
                                           "cpu", "--out", str(root / "run"), "--quiet", "--max-steps", "2", *TRAIN])

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from lime_toolkit import hookimpl
 from lime_toolkit.cli import cli
 from lime_toolkit.plugin_manager import plugin_registered
-from lime_toolkit.testing import ToyDataset, tiny_masked_lm
+from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
 
 
 class ToyPlugin:
@@ -26,9 +26,7 @@ class ToyPlugin:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-errors")
-    model, tokenizer = tiny_masked_lm()
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_tiny_masked_lm(root / "model")
     with plugin_registered(ToyPlugin(), "test-cli-errors"):
         yield root
 

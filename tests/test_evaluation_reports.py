@@ -20,7 +20,7 @@ from lime_toolkit.metrics import EditRecord, harmonic, summarise
 from lime_toolkit.plugin_manager import plugin_registered
 from lime_toolkit.reporting import eval_document, language_summaries, mean_result
 from lime_toolkit.tables import paper_table, to_markdown
-from lime_toolkit.testing import ToyDataset, tiny_masked_lm
+from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
 from lime_toolkit.train_log import JsonlLogger, Tee, logged_monitor, read_train_log
 
 
@@ -232,9 +232,7 @@ class ToyPlugin:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
-    model, tokenizer = tiny_masked_lm()
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_tiny_masked_lm(root / "model")
     with plugin_registered(ToyPlugin(), "test-evaluation-reports"):
         yield root
 

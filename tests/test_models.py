@@ -4,7 +4,7 @@ import pytest
 from lime_toolkit.data import MASKED_LM
 from lime_toolkit.errors import UserError
 from lime_toolkit.models import load_model
-from lime_toolkit.testing import tiny_masked_lm
+from lime_toolkit.testing import save_tiny_masked_lm
 
 
 def test_uncached_hub_id_offline_fails_with_one_sentence(monkeypatch, tmp_path):
@@ -23,9 +23,7 @@ def test_missing_directory_is_named_plainly(tmp_path):
 
 
 def test_saved_model_loads_from_a_directory_frozen_and_in_eval_mode(tmp_path):
-    model, tokenizer = tiny_masked_lm()
-    model.save_pretrained(tmp_path / "m")
-    tokenizer.save_pretrained(tmp_path / "m")
+    save_tiny_masked_lm(tmp_path / "m")
     loaded, tok = load_model(str(tmp_path / "m"), MASKED_LM)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     assert tok.mask_token == "[MASK]"

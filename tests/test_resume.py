@@ -134,12 +134,10 @@ cli.main(args=sys.argv[1:], prog_name="lime-toolkit")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from lime_toolkit.testing import tiny_masked_lm
+    from lime_toolkit.testing import save_tiny_masked_lm
 
     root = tmp_path_factory.mktemp("resume")
-    model, tokenizer = tiny_masked_lm()
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_tiny_masked_lm(root / "model")
     (root / "train.py").write_text(SCRIPT)
     return root
 
