@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from .batched_evaluation import EditJob, check_edits, resolve_batch_size
 from .data import EditCase, Example
 from .editing import EditingSystem
 from .encoding import encode_examples
@@ -21,7 +22,10 @@ from .sampler import draw_unrelated
 class EvalSettings:
     """``n_update``: parallel inputs per edit (0 = every eval language); ``n_retain``: unrelated
     inputs per edit; ``max_edits``: at most this many edits per edit language (None = all);
-    ``intervals``: add the bootstrap intervals (validation during training needs only the means)."""
+    ``intervals``: add the bootstrap intervals (validation during training needs only the means);
+    ``batch_size``: edits made and checked together when the editor's edits are low-rank (None:
+    :data:`~lime_toolkit.batched_evaluation.DEFAULT_BATCH_SIZE`; 1: one at a time; other editors
+    always go one at a time). The records do not depend on it."""
 
     edit_langs: list[str]
     eval_langs: list[str]
@@ -30,6 +34,7 @@ class EvalSettings:
     max_edits: int | None = None
     seed: int = 0
     intervals: bool = True
+    batch_size: int | None = None
 
 
 def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
@@ -56,11 +61,59 @@ def check_edit(model, tokenizer, task: str, params, updates: list[Example], reta
 def edit_and_check(system: EditingSystem, tokenizer, task: str, case: EditCase, lang: str,
                    updates: list[Example], retains: list[Example]) -> EditRecord:
     """Apply one edit of ``case`` in ``lang`` and check the update and retain inputs."""
+    device = next(system.model.parameters()).device
     with torch.no_grad():
-        params = system.edit(encode_examples(tokenizer, [case.inputs[lang]], task), lang)
+        params = system.edit(encode_examples(tokenizer, [case.inputs[lang]], task).to(device), lang)
     took, kept = check_edit(system.model, tokenizer, task, params, updates, retains)
     return EditRecord(lang, [(ex.lang, ok) for ex, ok in zip(updates, took)],
                       [(ex.lang, ok) for ex, ok in zip(retains, kept)])
+
+
+def plan_edits(cases: list[EditCase], pool: dict[str, list[Example]], settings: EvalSettings):
+    """The edits :func:`evaluate` makes, in order: per edit language its cases (a seeded sample of
+    ``max_edits``), each with its seeded draw of update and retain inputs."""
+    for lang in settings.edit_langs:
+        mine = [c for c in cases if c.can_edit_in(lang)]
+        if settings.max_edits is not None and len(mine) > settings.max_edits:
+            # a seeded sample spread over the whole split (the first N would be few subjects)
+            keep = random.Random(f"{settings.seed}:sample:{lang}").sample(range(len(mine)), settings.max_edits)
+            mine = [mine[i] for i in sorted(keep)]
+        for case in mine:
+            rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
+            langs = [l for l in settings.eval_langs if l in case.inputs]
+            if not langs:
+                continue
+            if settings.n_update and settings.n_update < len(langs):
+                langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
+            updates = [case.inputs[l] for l in langs]
+            retains = [draw_unrelated(rng, pool, settings.eval_langs, case.id) for _ in range(settings.n_retain)]
+            yield EditJob(lang, case, updates, retains)
+
+
+def edit_records(system: EditingSystem, tokenizer, task: str, jobs, batch_size: int | None = None,
+                 on_edit: Callable[[], None] | None = None) -> list[EditRecord]:
+    """The record of every edit of ``jobs``: in batches of ``batch_size`` where the editor's edits
+    are low-rank (:mod:`lime_toolkit.batched_evaluation`), else one at a time."""
+    size = resolve_batch_size(system, batch_size)
+    records: list[EditRecord] = []
+    pending: list[EditJob] = []
+
+    def flush():
+        done = check_edits(system, tokenizer, task, pending) if size > 1 else [
+            edit_and_check(system, tokenizer, task, j.case, j.lang, j.updates, j.retains) for j in pending]
+        records.extend(done)
+        for _ in done:
+            if on_edit:
+                on_edit()
+        pending.clear()
+
+    for job in jobs:
+        pending.append(job)
+        if len(pending) >= size:
+            flush()
+    if pending:
+        flush()
+    return records
 
 
 def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase], pool: dict[str, list[Example]],
@@ -68,26 +121,9 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
     """Run every edit (up to ``max_edits`` per edit language) and summarise them."""
     was_training = system.training
     system.eval()
-    records = []
     try:
-        for lang in settings.edit_langs:
-            mine = [c for c in cases if c.can_edit_in(lang)]
-            if settings.max_edits is not None and len(mine) > settings.max_edits:
-                # a seeded sample spread over the whole split (the first N would be few subjects)
-                keep = random.Random(f"{settings.seed}:sample:{lang}").sample(range(len(mine)), settings.max_edits)
-                mine = [mine[i] for i in sorted(keep)]
-            for case in mine:
-                rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
-                langs = [l for l in settings.eval_langs if l in case.inputs]
-                if not langs:
-                    continue
-                if settings.n_update and settings.n_update < len(langs):
-                    langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
-                updates = [case.inputs[l] for l in langs]
-                retains = [draw_unrelated(rng, pool, settings.eval_langs, case.id) for _ in range(settings.n_retain)]
-                records.append(edit_and_check(system, tokenizer, task, case, lang, updates, retains))
-                if on_edit:
-                    on_edit()
+        records = edit_records(system, tokenizer, task, plan_edits(cases, pool, settings), settings.batch_size,
+                               on_edit)
     finally:
         system.train(was_training)
     if not records:

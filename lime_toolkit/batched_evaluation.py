@@ -1,0 +1,209 @@
+"""Batched evaluation: several independent edits made and checked in one pass through the model.
+
+A factor editor's edit of a weight W is low-rank: ΔW = Σ_t δ̃_t x̃_tᵀ over the edit input's tokens
+t. Its edited layer therefore computes, for any input x,
+
+    W' x = W x − α ΔW x = W x − α Σ_t δ̃_t (x̃_t · x)
+
+so the edit never needs a dense W' of its own. A batch of B edits is evaluated as:
+
+1. one forward/backward pass over the B edit inputs captures each input's gradient factors (the
+   loss is the sum of the inputs' own mean losses, so each input's factors are those a pass on it
+   alone gives: edits are independent);
+2. per edit, the mask strategy of its language and the editor's transform give (x̃, δ̃), exactly as
+   :meth:`~lime_toolkit.editing.EditingSystem.edit` does for one edit;
+3. one forward pass over the update and retain inputs of all B edits, with each edited layer's
+   output corrected by its own edit's factored update (forward hooks), and one plain forward pass
+   over the retain inputs for the unedited predictions.
+
+Every per-edit outcome equals the one-edit-at-a-time loop's (:func:`lime_toolkit.evaluation.
+edit_and_check`) up to floating-point rounding in the last bits, which decides a prediction only
+at an exact tie (tests/test_batched_evaluation.py compares the two on the tiny test models).
+
+Full editors (finetuning) and factor editors whose ΔW is not a sum of outer products of transformed
+factors (KnowledgeEditor overrides :meth:`~lime_toolkit.editor_api.FactorEditor.delta_weight`)
+are evaluated one edit at a time.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import EditCase, Example
+from .editing import EditingSystem
+from .editor_api import FactorEditor
+from .encoding import Batch, encode_examples
+from .metrics import EditRecord
+from .models import Params, position_logits
+
+#: Edits per batch when evaluating an editor whose edits are low-rank and no batch size is given.
+DEFAULT_BATCH_SIZE = 16
+
+ExampleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class EditJob:
+    """One edit to evaluate: the case edited in ``lang``, its update and retain inputs."""
+
+    lang: str
+    case: EditCase
+    updates: list[Example]
+    retains: list[Example]
+
+
+def edits_are_low_rank(system: EditingSystem) -> bool:
+    """Whether ``system``'s edits are sums of outer products of transformed factors (a factor
+    editor that keeps :meth:`FactorEditor.delta_weight`), i.e. can be applied in factored form."""
+    editor = system.editor
+    return isinstance(editor, FactorEditor) and type(editor).delta_weight is FactorEditor.delta_weight
+
+
+def resolve_batch_size(system: EditingSystem, batch_size: int | None) -> int:
+    """Edits per batch: ``batch_size`` (None: :data:`DEFAULT_BATCH_SIZE`) for low-rank editors, 1
+    (the loop) for every other editor."""
+    if not edits_are_low_rank(system):
+        return 1
+    return DEFAULT_BATCH_SIZE if batch_size is None else max(1, int(batch_size))
+
+
+def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> list[ExampleFactors]:
+    """Per example of ``batch``: ``{name: (x, δ)}`` of the edited weights ``params``, as
+    :func:`lime_toolkit.factors.capture_factors` gives for that example alone (detached; tokens
+    where x or δ is all zero, padding among them, dropped)."""
+    modules = {name: model.get_submodule(name.rsplit(".", 1)[0]) for name in params}
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+    for name, module in modules.items():
+        def hook(mod, args, output, _name=name):
+            seen[_name] = (args[0], output)
+        handles.append(module.register_forward_hook(hook))
+    leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
+    try:
+        with torch.enable_grad():
+            logits = position_logits(model, batch, leaves)
+            target = batch.labels != -100
+            per_position = F.cross_entropy(logits, batch.labels, ignore_index=-100, reduction="none")
+            # each example's own mean: its positions weigh 1 / (its number of targets)
+            counts = torch.bincount(batch.rows[target], minlength=len(batch.examples)).to(per_position.dtype)
+            weight = torch.where(target, 1.0 / counts.clamp(min=1)[batch.rows], torch.zeros_like(per_position))
+            loss = (per_position * weight).sum()
+            names = list(seen)
+            grads = torch.autograd.grad(loss, [seen[n][1] for n in names], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    out: list[ExampleFactors] = [{} for _ in batch.examples]
+    for name, delta in zip(names, grads):
+        x, y = seen[name]
+        if delta is None:
+            delta = torch.zeros_like(y)
+        x, delta = x.detach(), delta.detach()
+        for i in range(len(batch.examples)):
+            xi, di = x[i].reshape(-1, x.shape[-1]), delta[i].reshape(-1, delta.shape[-1])
+            keep = (xi != 0).any(dim=1) & (di != 0).any(dim=1)
+            out[i][name] = (xi[keep], di[keep])
+    return out
+
+
+class FactoredUpdates:
+    """Per edited weight, the edits of a batch in factored form: x̃ stacked as [edits, tokens, in]
+    and α·δ̃ as [edits, tokens, out], zero-padded to the longest edit (a zero token adds nothing)."""
+
+    def __init__(self, per_edit: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]):
+        self.x: dict[str, torch.Tensor] = {}
+        self.scaled_delta: dict[str, torch.Tensor] = {}
+        for name in per_edit[0]:
+            xs = [e[name][0] for e in per_edit]
+            ds = [e[name][1] for e in per_edit]
+            tokens = max(1, max(len(x) for x in xs))
+            self.x[name] = torch.stack([F.pad(x, (0, 0, 0, tokens - len(x))) for x in xs])
+            self.scaled_delta[name] = torch.stack([F.pad(d, (0, 0, 0, tokens - len(d))) for d in ds])
+
+    def correction(self, name: str, inputs: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """α ΔW_e x for every row of ``inputs`` ([rows, ..., in]), row r edited by edit ``owner[r]``."""
+        rows = inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
+        x_t = self.x[name][owner]  # [rows, tokens, in]
+        d_t = self.scaled_delta[name][owner]  # [rows, tokens, out]
+        coefficients = torch.bmm(rows, x_t.transpose(1, 2))  # x̃_t · x per position
+        return torch.bmm(coefficients, d_t).reshape(*inputs.shape[:-1], d_t.shape[-1])
+
+
+@contextmanager
+def applied(model: nn.Module, updates: FactoredUpdates, owner: torch.Tensor):
+    """Within the block, every edited layer of ``model`` subtracts row r's edit ``owner[r]``."""
+    handles = []
+    for name in updates.x:
+        def hook(mod, args, output, _name=name):
+            return output - updates.correction(_name, args[0], owner)
+        handles.append(model.get_submodule(name.rsplit(".", 1)[0]).register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],
+                        factors: list[ExampleFactors], device) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per edit: ``{name: (x̃, α·δ̃)}`` after its language's masks and the editor's transform."""
+    editor = system.editor
+    out = []
+    for job, mine in zip(jobs, factors):
+        ctx = system.context(encode_examples(tokenizer, [job.case.inputs[job.lang]], task).to(device), job.lang)
+        edit = {}
+        for name, (x, delta) in mine.items():
+            if system.masks is not None:
+                x, delta = system.masks.apply(name, job.lang, x, delta)
+            x_t, d_t = editor.transform(name, x, delta, ctx)
+            edit[name] = (x_t, editor.step_size(name) * d_t)
+        out.append(edit)
+    return out
+
+
+@torch.no_grad()
+def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]) -> list[EditRecord]:
+    """Make and check the edits of ``jobs`` together (see the module docstring); one
+    :class:`EditRecord` per job, in order."""
+    model = system.model
+    device = next(model.parameters()).device
+    base = system.base_params()
+    edit_batch = encode_examples(tokenizer, [j.case.inputs[j.lang] for j in jobs], task).to(device)
+    updates = FactoredUpdates(transformed_factors(system, tokenizer, task, jobs,
+                                                  capture_example_factors(model, edit_batch, base), device))
+
+    checked = [ex for j in jobs for ex in j.updates + j.retains]
+    owner = torch.tensor([e for e, j in enumerate(jobs) for _ in j.updates + j.retains], device=device)
+    batch = encode_examples(tokenizer, checked, task).to(device)
+    with applied(model, updates, owner):
+        edited = position_logits(model, batch, base).argmax(-1)
+    took_all = _per_example(edited == batch.labels, batch.rows, len(checked))
+    retains = [ex for j in jobs for ex in j.retains]
+    kept_all: list[bool] = []
+    if retains:
+        # the unedited predictions of the retain inputs, compared position by position
+        plain = encode_examples(tokenizer, retains, task).to(device)
+        unedited = position_logits(model, plain).argmax(-1)
+        is_retain = torch.tensor([k >= len(j.updates) for j in jobs for k in range(len(j.updates) + len(j.retains))],
+                                 device=device)
+        edited_retains = edited[is_retain[batch.rows]]
+        kept_all = _per_example(edited_retains == unedited, plain.rows, len(retains))
+    records, at, at_retain = [], 0, 0
+    for j in jobs:
+        took = took_all[at:at + len(j.updates)]
+        kept = kept_all[at_retain:at_retain + len(j.retains)]
+        at += len(j.updates) + len(j.retains)
+        at_retain += len(j.retains)
+        records.append(EditRecord(j.lang, [(ex.lang, ok) for ex, ok in zip(j.updates, took)],
+                                  [(ex.lang, ok) for ex, ok in zip(j.retains, kept)]))
+    return records
+
+
+def _per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
+    from .evaluation import per_example
+
+    return per_example(flags.cpu(), rows.cpu(), n)
