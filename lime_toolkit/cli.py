@@ -281,6 +281,8 @@ def _run_dir_arg(fn):
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 16; 1: one "
+              "at a time). Only editors whose edits are low-rank (mend, et) batch; the records do not depend on it.")
 @click.option("--quiet", is_flag=True, help="Only print the results (no progress).")
 def evaluate(run_dir, config_path, quiet, **flags):
     """Evaluate a trained run (RUN_DIR), or an untrained editor such as ft (no RUN_DIR), on
@@ -377,6 +379,25 @@ def grid(table, grid_file, config_path, seeds, out_dir, quiet, settings, **flags
     if not seed_list:
         raise UserError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
     run_grid(table, grid_file, config_path, seed_list, out_dir, overrides, console(quiet), quiet)
+
+
+@cli.command()
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the measurements as JSON here.")
+@click.option("--quick", is_flag=True, help="Check the command in seconds: the tiny test model instead of the "
+              "demo model, no mBERT-size model, no mLAMA (the numbers mean nothing).")
+@click.option("--no-mbert", "no_mbert", is_flag=True, help="Skip the mBERT-size model.")
+@click.option("--no-mlama", "no_mlama", is_flag=True, help="Skip the mLAMA preparation.")
+@click.option("--mlama-dir", type=click.Path(file_okay=False), default="../shared/data/mlama", show_default=True,
+              help="mLAMA data (the folder holding mlama1.1/) for the preparation timing; skipped if absent.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 16).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+def bench(json_path, quick, no_mbert, no_mlama, mlama_dir, batch_size, device):
+    """Measure speed as ratios in one process: forward, forward+backward, test-time edit,
+    meta-training step, evaluation one edit at a time and batched, peak memory (demo and
+    mBERT-size models), and mLAMA preparation (docs/performance.md)."""
+    from .cli_bench import run_bench_command
+
+    run_bench_command(json_path, quick, not no_mbert, not no_mlama, mlama_dir, batch_size, device, console())
 
 
 def main(argv=None) -> None:

@@ -102,7 +102,7 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     seeds = parse_seeds(flags.pop("seeds"))
     checkpoint = flags.pop("checkpoint")
     overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
-    json_path, name = flags.pop("json_path"), flags.pop("name")
+    json_path, name, batch_size = flags.pop("json_path"), flags.pop("name"), flags.pop("batch_size")
     parse_max_edits(overrides["max_edits"])  # fail before loading anything
     from .rundir import check_output_file
 
@@ -129,7 +129,7 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
         task = progress.add_task("edits", total=None)
         doc = evaluate_run(run, overrides, seeds, checkpoint if run_dir else None,
                            on_edit=lambda: progress.advance(task), runs_by_seed=by_seed,
-                           on_total=lambda n: progress.update(task, total=n))
+                           on_total=lambda n: progress.update(task, total=n), batch_size=batch_size)
     cfg_eval = run.config["eval"]
     name = name or setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
                                 overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)

@@ -1,0 +1,80 @@
+"""The face of ``lime-toolkit bench``: run :mod:`lime_toolkit.bench`, print one rich table, write the
+JSON. The command itself is declared in :mod:`lime_toolkit.cli`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+MODELS = (("demo", "demo"), ("mbert_size", "mBERT-size"))
+
+
+def _num(value, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "[red]no[/]"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def bench_table(doc: dict) -> Table:
+    """Rows: what was measured; columns: the models; ratios next to the times they come from."""
+    models = [(key, label) for key, label in MODELS if doc.get(key)]
+    table = Table(title=f"lime-toolkit bench on {doc['device']} ({doc['torch_threads']} threads)"
+                        + (" [yellow]--quick: the tiny test model, not a measurement[/]" if doc.get("quick") else ""))
+    table.add_column("what")
+    for key, label in models:
+        table.add_column(f"{label}\n({doc[key]['parameters'] / 1e6:,.1f} M parameters)", justify="right")
+
+    def row(what: str, cell):
+        table.add_row(what, *(cell(doc[key]) for key, _ in models))
+
+    row("plain forward (edit input)", lambda m: _num(m["fwd_s"], " s", 3))
+    row("plain forward + backward (edit input)", lambda m: _num(m["fwd_bwd_s"], " s", 3))
+    row("test-time edit (MEND + l0)", lambda m: f"{_num(m['edit_s'], ' s', 3)}")
+    row("  edit / forward", lambda m: _num(m["edit_over_fwd"], "x"))
+    row("  edit / forward + backward", lambda m: _num(m["edit_over_fwd_bwd"], "x"))
+    row("meta-training step (accumulate 4)", lambda m: _num(m["step_s"], " s", 3))
+    row("  micro-step / fwd+bwd of its inputs", lambda m: _num(m["step_over_fwd_bwd"], "x"))
+    table.add_section()
+    row("evaluation, one edit at a time", lambda m: _num(m["eval_loop_edits_per_s"], " edits/s", 1))
+    row("evaluation, batched", lambda m: _num(m["eval_edits_per_s"], " edits/s", 1)
+        + f" (batches of {m['eval_batch_size']})")
+    row("  batched / one at a time", lambda m: _num(m["eval_batched_speedup"], "x"))
+    row("  same records as one at a time", lambda m: _num(m["eval_identical"]))
+    table.add_section()
+    row("peak memory", lambda m: _num(m["peak_memory_mb"], " MB", 0))
+    return table
+
+
+def mlama_line(doc: dict) -> str:
+    prep = doc.get("mlama_prep")
+    if prep is None:
+        return f"mLAMA preparation: skipped ({doc['skipped'].get('mlama_prep', 'not asked for')})"
+    return (f"mLAMA preparation of {prep['languages']} languages (test split, {prep['test_edits']:,} edits): "
+            f"{prep['cold_s']:.1f} s cold, {prep['cached_s']:.1f} s cached")
+
+
+def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_dir, batch_size, device_spec,
+                      err: Console) -> dict:
+    """``lime-toolkit bench``: measure, print the table, write ``--json``."""
+    from .rundir import check_output_file
+
+    check_output_file(json_path, "--json")
+    from .bench import run_bench  # torch: after the checks
+    from .run import resolve_device
+
+    device = resolve_device(device_spec or "auto")
+    doc = run_bench(device, quick=quick, mbert=mbert, mlama=mlama, mlama_dir=Path(mlama_dir) if mlama_dir else None,
+                    batch_size=batch_size, log=lambda text: err.print(f"[dim]{text}[/]"))
+    out = Console()
+    out.print(bench_table(doc))
+    out.print(mlama_line(doc))
+    out.print(f"bench took {doc['wall_s']:.0f} s")
+    if json_path:
+        from .cache import write_json_atomic
+
+        write_json_atomic(Path(json_path), doc)
+        out.print(f"written: {json_path}")
+    return doc

@@ -1,0 +1,62 @@
+"""``lime-toolkit bench``: the command runs end to end (``--quick``: the tiny test model) and writes
+the documented JSON with sane values. Never a wall-clock threshold: the machine decides those."""
+from __future__ import annotations
+
+import json
+import math
+
+from click.testing import CliRunner
+
+from lime_toolkit.bench import JSON_KEYS, mlama_part
+from lime_toolkit.cli import cli
+from lime_toolkit.cli_bench import bench_table, mlama_line
+
+
+def positive(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_quick_bench_writes_the_documented_json(tmp_path):
+    path = tmp_path / "b.json"
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--json", str(path), "--device", "cpu", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(path.read_text())
+    assert doc["quick"] is True and doc["device"] == "cpu"
+    assert doc["mbert_size"] is None and doc["mlama_prep"] is None
+    assert doc["skipped"] == {"mbert_size": "--quick", "mlama_prep": "--quick"}
+    demo = doc["demo"]
+    for key in JSON_KEYS:
+        assert positive(demo[key]), (key, demo[key])
+    for key in ("fwd_s", "fwd_bwd_s", "edit_s", "step_s", "eval_loop_edits_per_s", "micro_step_inputs_fwd_bwd_s"):
+        assert positive(demo[key]), (key, demo[key])
+    # the ratios are the quotients of the times they name
+    assert math.isclose(demo["edit_over_fwd"], demo["edit_s"] / demo["fwd_s"])
+    assert math.isclose(demo["edit_over_fwd_bwd"], demo["edit_s"] / demo["fwd_bwd_s"])
+    assert math.isclose(demo["step_over_fwd_bwd"], demo["step_s"] / 4 / demo["micro_step_inputs_fwd_bwd_s"])
+    assert math.isclose(demo["eval_batched_speedup"], demo["eval_edits_per_s"] / demo["eval_loop_edits_per_s"])
+    assert demo["eval_identical"] is True and demo["eval_batch_size"] == 4
+    assert demo["eval_edits"] == {"loop": 4, "batched": 16}
+    assert demo["parameters"] > 0 and demo["peak_memory_mb"] > 10  # a Python process with torch, at least
+    assert "plain forward" in result.output and "batched / one at a time" in result.output
+    assert "mLAMA preparation: skipped (--quick)" in result.output
+
+
+def test_missing_mlama_data_is_skipped_with_a_clear_reason(tmp_path):
+    said = []
+    prep, reason = mlama_part(tmp_path / "nowhere", said.append)
+    assert prep is None and f"no mLAMA data at '{tmp_path / 'nowhere'}'" in reason and "--mlama-dir" in reason
+    assert said == [f"mLAMA preparation skipped: {reason}"]
+    doc = {"mlama_prep": None, "skipped": {"mlama_prep": reason}}
+    assert mlama_line(doc) == f"mLAMA preparation: skipped ({reason})"
+
+
+def test_the_table_has_a_column_per_measured_model():
+    row = {"parameters": 2e6, "fwd_s": 0.1, "fwd_bwd_s": 0.3, "edit_s": 0.05, "edit_over_fwd": 0.5,
+           "edit_over_fwd_bwd": 0.1667, "step_s": 1.0, "step_over_fwd_bwd": 1.1, "eval_loop_edits_per_s": 2.0,
+           "eval_edits_per_s": 12.0, "eval_batch_size": 16, "eval_batched_speedup": 6.0, "eval_identical": True,
+           "peak_memory_mb": 900.0}
+    table = bench_table({"device": "cpu", "torch_threads": 2, "demo": row, "mbert_size": {**row, "parameters": 1.78e8}})
+    assert [c.header.split("\n")[0] for c in table.columns] == ["what", "demo", "mBERT-size"]
+    assert "(178.0 M parameters)" in table.columns[2].header
+    only_demo = bench_table({"device": "cpu", "torch_threads": 2, "demo": row, "mbert_size": None})
+    assert len(only_demo.columns) == 2
