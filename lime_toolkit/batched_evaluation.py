@@ -11,10 +11,13 @@ so the edit never needs a dense W' of its own. A batch of B edits is evaluated a
    loss is the sum of the inputs' own mean losses, so each input's factors are those a pass on it
    alone gives: edits are independent);
 2. per edit, the mask strategy of its language and the editor's transform give (x̃, δ̃), exactly as
-   :meth:`~lime_toolkit.editing.EditingSystem.edit` does for one edit;
-3. one forward pass over the update and retain inputs of all B edits, with each edited layer's
-   output corrected by its own edit's factored update (forward hooks), and one plain forward pass
-   over the retain inputs for the unedited predictions.
+   :meth:`~lime_toolkit.editing.EditingSystem.edit` does for one edit (an editor whose transform
+   works token by token, ``tokenwise``, transforms the tokens of all the edits in one call);
+3. the update and retain inputs of all B edits, grouped by length, go through the unedited model
+   once (the retain inputs' unedited predictions) and through the edited layers once more, each
+   edited layer's output corrected by its row's own edit's factored update (forward hooks); the
+   layers before the first edited one are not computed twice: the edited pass starts from the
+   hidden states the unedited pass had there.
 
 Every per-edit outcome equals the one-edit-at-a-time loop's (:func:`lime_toolkit.evaluation.
 edit_and_check`) up to floating-point rounding in the last bits, which decides a prediction only
@@ -150,19 +153,126 @@ def applied(model: nn.Module, updates: FactoredUpdates, owner: torch.Tensor):
 
 def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],
                         factors: list[ExampleFactors], device) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """Per edit: ``{name: (x̃, α·δ̃)}`` after its language's masks and the editor's transform."""
-    editor = system.editor
-    out = []
+    """Per edit: ``{name: (x̃, α·δ̃)}`` after its language's masks and the editor's transform. A
+    :attr:`~lime_toolkit.editor_api.FactorEditor.tokenwise` editor transforms the tokens of all the
+    edits in one call per weight; any other gets one call per edit with that edit's context."""
+    editor, masks = system.editor, system.masks
+    masked = []
     for job, mine in zip(jobs, factors):
+        masked.append({name: masks.apply(name, job.lang, x, delta) if masks is not None else (x, delta)
+                       for name, (x, delta) in mine.items()})
+    out: list[dict] = [{} for _ in jobs]
+    if getattr(editor, "tokenwise", False):
+        for name in masked[0]:
+            sizes = [len(edit[name][0]) for edit in masked]
+            x_t, d_t = editor.transform(name, torch.cat([edit[name][0] for edit in masked]),
+                                        torch.cat([edit[name][1] for edit in masked]), None)
+            d_t = editor.step_size(name) * d_t
+            for e, (x_e, d_e) in enumerate(zip(x_t.split(sizes), d_t.split(sizes))):
+                out[e][name] = (x_e, d_e)
+        return out
+    for e, (job, edit) in enumerate(zip(jobs, masked)):
         ctx = system.context(encode_examples(tokenizer, [job.case.inputs[job.lang]], task).to(device), job.lang)
-        edit = {}
-        for name, (x, delta) in mine.items():
-            if system.masks is not None:
-                x, delta = system.masks.apply(name, job.lang, x, delta)
+        for name, (x, delta) in edit.items():
             x_t, d_t = editor.transform(name, x, delta, ctx)
-            edit[name] = (x_t, editor.step_size(name) * d_t)
-        out.append(edit)
+            out[e][name] = (x_t, editor.step_size(name) * d_t)
     return out
+
+
+@dataclass
+class LayerStack:
+    """The model's list of layers that holds every edited weight, and the first edited layer: the
+    layers before it (and the embeddings) compute the same with and without an edit."""
+
+    layers: nn.ModuleList
+    first: int
+
+
+def layer_stack(model: nn.Module, names: list[str]) -> LayerStack | None:
+    """Where the edited weights ``names`` sit, or None when they are not all in one list of layers
+    after its first layer (then nothing is shared between the unedited and edited passes)."""
+    found: tuple[str, int] | None = None
+    for name in names:
+        parts, hit = name.split("."), None
+        for i in range(len(parts) - 2, 0, -1):  # the innermost list of modules indexed in the name
+            if parts[i].isdigit():
+                try:
+                    module = model.get_submodule(".".join(parts[:i]))
+                except AttributeError:
+                    continue
+                if isinstance(module, nn.ModuleList):
+                    hit = (".".join(parts[:i]), int(parts[i]))
+                    break
+        if hit is None or (found is not None and found[0] != hit[0]):
+            return None
+        found = hit if found is None else (found[0], min(found[1], hit[1]))
+    if found is None or found[1] == 0:
+        return None
+    return LayerStack(model.get_submodule(found[0]), found[1])
+
+
+class _Resume(nn.Module):
+    """Stands in for a layer before the first edited one: the first stand-in returns the hidden
+    states recorded at the first edited layer's input, the others pass them on."""
+
+    def __init__(self, hidden: torch.Tensor | None, as_tuple: bool):
+        super().__init__()
+        self.hidden, self.as_tuple = hidden, as_tuple
+
+    def forward(self, *args, **kwargs):
+        hidden = self.hidden if self.hidden is not None else (args[0] if args else kwargs["hidden_states"])
+        return (hidden,) if self.as_tuple else hidden
+
+
+@contextmanager
+def resumed_at_first_edited_layer(stack: LayerStack, hidden: torch.Tensor, as_tuple: bool):
+    """Within the block, a forward pass skips the layers before ``stack.first`` and starts from
+    ``hidden`` (recorded on the same inputs)."""
+    saved = [stack.layers[i] for i in range(stack.first)]
+    try:
+        for i in range(stack.first):
+            stack.layers[i] = _Resume(hidden if i == 0 else None, as_tuple)
+        yield
+    finally:
+        for i, layer in enumerate(saved):
+            stack.layers[i] = layer
+
+
+def unedited_and_edited(system: EditingSystem, batch: Batch, base: Params, updates: FactoredUpdates,
+                        owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unedited model's and the edited models' predicted ids at every prediction position of
+    ``batch`` (row r edited by edit ``owner[r]``). Where the edited weights all lie after the first
+    layer, the edited pass starts from the hidden states the unedited pass had at the first edited
+    layer instead of computing them again."""
+    model = system.model
+    stack = layer_stack(model, list(updates.x))
+    recorded: dict = {}
+    handles = []
+    if stack is not None:
+        def grab(mod, args, kwargs):
+            recorded["hidden"] = args[0] if args else kwargs.get("hidden_states")
+
+        def kind(mod, args, output):
+            recorded["as_tuple"] = isinstance(output, tuple)
+        handles = [stack.layers[stack.first].register_forward_pre_hook(grab, with_kwargs=True),
+                   stack.layers[stack.first - 1].register_forward_hook(kind)]
+    try:
+        unedited = position_logits(model, batch).argmax(-1)
+    finally:
+        for h in handles:
+            h.remove()
+    hidden = recorded.get("hidden")
+    if stack is None or not isinstance(hidden, torch.Tensor) or hidden.shape[0] != len(batch.examples):
+        with applied(model, updates, owner):
+            return unedited, position_logits(model, batch, base).argmax(-1)
+    with resumed_at_first_edited_layer(stack, hidden, recorded.get("as_tuple", False)), \
+            applied(model, updates, owner):
+        return unedited, position_logits(model, batch, base).argmax(-1)
+
+
+#: At most this many update and retain inputs in one forward pass (inputs of similar length go
+#: together, so that little is padding).
+ROWS_PER_PASS = 48
 
 
 @torch.no_grad()
@@ -175,31 +285,27 @@ def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]
     edit_batch = encode_examples(tokenizer, [j.case.inputs[j.lang] for j in jobs], task).to(device)
     updates = FactoredUpdates(transformed_factors(system, tokenizer, task, jobs,
                                                   capture_example_factors(model, edit_batch, base), device))
-
-    checked = [ex for j in jobs for ex in j.updates + j.retains]
-    owner = torch.tensor([e for e, j in enumerate(jobs) for _ in j.updates + j.retains], device=device)
-    batch = encode_examples(tokenizer, checked, task).to(device)
-    with applied(model, updates, owner):
-        edited = position_logits(model, batch, base).argmax(-1)
-    took_all = _per_example(edited == batch.labels, batch.rows, len(checked))
-    retains = [ex for j in jobs for ex in j.retains]
-    kept_all: list[bool] = []
-    if retains:
-        # the unedited predictions of the retain inputs, compared position by position
-        plain = encode_examples(tokenizer, retains, task).to(device)
-        unedited = position_logits(model, plain).argmax(-1)
-        is_retain = torch.tensor([k >= len(j.updates) for j in jobs for k in range(len(j.updates) + len(j.retains))],
-                                 device=device)
-        edited_retains = edited[is_retain[batch.rows]]
-        kept_all = _per_example(edited_retains == unedited, plain.rows, len(retains))
-    records, at, at_retain = [], 0, 0
+    # every update and retain input, with its edit and whether it is a retain input
+    checked = [(ex, e, k >= len(j.updates)) for e, j in enumerate(jobs) for k, ex in enumerate(j.updates + j.retains)]
+    lengths = encode_examples(tokenizer, [ex for ex, _, _ in checked], task).inputs["attention_mask"].sum(dim=1)
+    order = sorted(range(len(checked)), key=lambda i: int(lengths[i]))
+    outcome: dict[int, bool] = {}
+    for start in range(0, len(order), ROWS_PER_PASS):
+        group = order[start:start + ROWS_PER_PASS]
+        batch = encode_examples(tokenizer, [checked[i][0] for i in group], task).to(device)
+        owner = torch.tensor([checked[i][1] for i in group], device=device)
+        unedited, edited = unedited_and_edited(system, batch, base, updates, owner)
+        took = _per_example(edited == batch.labels, batch.rows, len(group))
+        kept = _per_example(edited == unedited, batch.rows, len(group))
+        for row, i in enumerate(group):
+            outcome[i] = kept[row] if checked[i][2] else took[row]
+    records, at = [], 0
     for j in jobs:
-        took = took_all[at:at + len(j.updates)]
-        kept = kept_all[at_retain:at_retain + len(j.retains)]
-        at += len(j.updates) + len(j.retains)
-        at_retain += len(j.retains)
-        records.append(EditRecord(j.lang, [(ex.lang, ok) for ex, ok in zip(j.updates, took)],
-                                  [(ex.lang, ok) for ex, ok in zip(j.retains, kept)]))
+        n_u, n = len(j.updates), len(j.updates) + len(j.retains)
+        flags = [outcome[i] for i in range(at, at + n)]
+        at += n
+        records.append(EditRecord(j.lang, [(ex.lang, ok) for ex, ok in zip(j.updates, flags[:n_u])],
+                                  [(ex.lang, ok) for ex, ok in zip(j.retains, flags[n_u:])]))
     return records
 
 

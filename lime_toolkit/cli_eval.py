@@ -16,6 +16,14 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+def refuse_run_flags(config_path, flags: dict) -> None:
+    """With a RUN_DIR, the flags that would configure a new run are an error."""
+    extra = [k for k in RUN_FLAGS if flags.get(k) is not None] + (["--config"] if config_path else [])
+    if extra:
+        raise UserError(f"a run directory brings its own configuration; drop "
+                        f"{', '.join('--' + k.replace('_', '-') for k in extra)} or leave out RUN_DIR")
+
+
 def load_run(run_dir, config_path, flags: dict, checkpoint: str = "best", seed: int | None = None):
     """A run from its directory (with ``checkpoint`` loaded), or, without one, a run built from the
     flags (an untrained editor such as ft) whose directory is ``--out``."""
@@ -23,10 +31,7 @@ def load_run(run_dir, config_path, flags: dict, checkpoint: str = "best", seed: 
     from .run import build_run
 
     if run_dir is not None:
-        extra = [k for k in RUN_FLAGS if flags.get(k) is not None] + (["--config"] if config_path else [])
-        if extra:
-            raise UserError(f"a run directory brings its own configuration; drop "
-                            f"{', '.join('--' + k.replace('_', '-') for k in extra)} or leave out RUN_DIR")
+        refuse_run_flags(config_path, flags)
         from .checkpoint import load_checkpoint
         from .pipeline import open_run
 
@@ -109,6 +114,12 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     check_output_file(json_path, "--json")
     if name is not None and (not name.strip() or "/" in name or "\\" in name or name.startswith(".")):
         raise UserError(f"--name '{name}' must be a plain file stem (no '/', not starting with '.')")
+    from .preflight import check_language_specs, command_config
+
+    if run_dir is not None:
+        refuse_run_flags(config_path, flags)
+    check_language_specs(command_config(run_dir, config_path, flags),
+                         {k: overrides[k] for k in ("edit_langs", "eval_langs")})  # before the model loads
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint, seeds[0] if seeds and run_dir is None else None)
     if run_dir is None:
@@ -157,6 +168,11 @@ def run_edit(run_dir, config_path, flags: dict, err: Console):
     save, checkpoint, n_unrelated = flags.pop("save"), flags.pop("checkpoint"), flags.pop("unrelated")
     if save and Path(save).exists() and (not Path(save).is_dir() or any(Path(save).iterdir())):
         raise UserError(f"--save '{save}' already exists and is not empty; pass a new directory")
+    from .preflight import check_edit_language, command_config
+
+    if run_dir is not None:
+        refuse_run_flags(config_path, flags)
+    check_edit_language(command_config(run_dir, config_path, flags), lang)  # before the model loads
     with err.status("loading run"):
         run = load_run(run_dir, config_path, flags, checkpoint)
     from .single_edit import apply_edit, save_edited_model  # torch: after the checks

@@ -88,6 +88,9 @@ class FactorEditor(Editor):
     """A gradient-factor editor. Implement :meth:`transform` (and usually :meth:`step_size`)."""
 
     supports_masks = True
+    #: True when :meth:`transform` maps each token's (x, δ) on its own and does not read ``ctx``: the
+    #: core may then transform the tokens of several edits in one call (batched evaluation).
+    tokenwise: bool = False
     #: Capture the factors with a differentiable graph (needed for full second-order gradients).
     second_order: bool = False
 

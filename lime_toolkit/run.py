@@ -152,12 +152,12 @@ def check_component_options(config: dict, pm: PluginManager) -> None:
 def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = None, log=print) -> Run:
     """Resolve every component named in ``config`` and prepare the run directory."""
     pm = pm or get_plugin_manager()
-    # Unknown names fail first, before any implementation (and with it torch) is imported; checking
-    # the components' options (their option_specs) imports their classes, before the dataset is read.
+    # Unknown names fail first, then the dataset and its languages, before any implementation (and
+    # with it torch) is imported; checking the components' options (their option_specs) imports
+    # their classes.
     editor_component = pm.editors.get(config["editor"])
     mask_component = pm.masks.get(config["masks"]) if config.get("masks") else None
     pm.datasets.get(config["dataset"])
-    check_component_options(config, pm)
     dataset = open_dataset(config, pm)
     for key in ("train.langs", "eval.edit_langs", "eval.eval_langs"):
         section, name = key.split(".")
@@ -168,6 +168,7 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
             LanguageRoles.parse(spec, dataset.languages)
         except UserError as exc:
             raise UserError(f"{key}: {exc}") from None
+    check_component_options(config, pm)  # imports the components' classes: after the cheaper checks
     editor_cls = editor_component.obj
     mask_cls = mask_component.obj if mask_component is not None else None
     import torch  # from here on a model is needed

@@ -14,7 +14,7 @@ import torch
 
 from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.batched_evaluation import (DEFAULT_BATCH_SIZE, FactoredUpdates, capture_example_factors,
-                                             edits_are_low_rank, resolve_batch_size)
+                                             edits_are_low_rank, layer_stack, resolve_batch_size)
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
 from lime_toolkit.encoding import encode_examples
@@ -33,8 +33,8 @@ SETTINGS = EvalSettings(["en", "de"], ["en", "de"], n_update=0, n_retain=4)
 
 
 class World:
-    def __init__(self):
-        self.model, self.tok = tiny_masked_lm()
+    def __init__(self, layers: int = 2):
+        self.model, self.tok = tiny_masked_lm(layers=layers)
         self.names = editable_parameters(self.model, last_n_layers=2)
         self.shapes = {n: tuple(p.shape) for n, p in self.model.named_parameters() if n in self.names}
         self.data = ToyDataset()
@@ -67,6 +67,12 @@ def world():
     return World()
 
 
+@pytest.fixture(scope="module")
+def deep_world():
+    """Four layers, the last two edited: the edited pass starts at layer 2 from recorded states."""
+    return World(layers=4)
+
+
 def mixed(records) -> bool:
     took = [ok for r in records for _, ok in r.updates]
     kept = [ok for r in records for _, ok in r.retains]
@@ -80,6 +86,34 @@ def test_batched_records_equal_the_loops(world, masks, step):
     assert len(loop) == 16 and mixed(loop)
     for size in (2, 5, 16, 64):  # uneven last batches, one batch, a batch larger than the edits
         assert world.records(system, size) == loop
+
+
+@pytest.mark.parametrize("masks, step", [(False, 20.0), (True, 10.0)], ids=["mend", "mend+l0"])
+def test_batched_records_equal_the_loops_when_the_first_layers_are_shared(deep_world, masks, step):
+    system = EditingSystem(deep_world.model, deep_world.names, deep_world.mend(step),
+                           deep_world.l0() if masks else None)
+    stack = layer_stack(deep_world.model, deep_world.names)
+    assert stack is not None and stack.first == 2 and stack.layers is deep_world.model.bert.encoder.layer
+    entered = []
+    first = deep_world.model.bert.encoder.layer[0]
+    hook = first.register_forward_hook(lambda *_: entered.append(1))
+    try:
+        loop = deep_world.records(system, 1)
+        runs_with_loop = len(entered)
+        batched = deep_world.records(system, 16)
+    finally:
+        hook.remove()
+    assert mixed(loop) and batched == loop
+    # 16 edits in one batch: the first layer runs for the edit inputs (1 pass) and the unedited
+    # pass over the update and retain inputs (2 groups of at most 48), never for the edited pass
+    assert len(entered) - runs_with_loop == 1 + 2
+    assert list(deep_world.model.bert.encoder.layer)[0] is first  # the layers are put back
+
+
+def test_no_sharing_when_an_edited_weight_is_in_the_first_layer_or_outside_the_layers(world, deep_world):
+    assert layer_stack(world.model, world.names) is None  # the last 2 of 2 layers: layer 0 is edited
+    assert layer_stack(deep_world.model, deep_world.names + ["bert.embeddings.word_embeddings.weight"]) is None
+    assert layer_stack(deep_world.model, ["cls.predictions.transform.dense.weight"]) is None
 
 
 def test_editable_training_uses_its_own_base_weights_in_batches_too(world):

@@ -63,6 +63,62 @@ def test_help_imports_neither_torch_nor_transformers(tmp_path):
     assert got["heavy"] == []
 
 
+MANY = """
+import json, sys
+from click.testing import CliRunner
+from lime_toolkit.cli import cli
+from lime_toolkit.plugin_manager import get_plugin_manager
+
+get_plugin_manager().add_commands(cli)
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(cli, args, prog_name="lime-toolkit")
+    print(json.dumps({"exit_code": result.exit_code, "output": result.output,
+                      "heavy": sorted(m for m in HEAVY_NAMES if m in sys.modules)}))
+""".replace("HEAVY_NAMES", repr(HEAVY))
+
+
+def probe_many(commands, tmp_path) -> list[dict]:
+    """Like :func:`probe`, several commands in one fresh interpreter, one after the other: each
+    result says which heavy modules had been imported by the time that command finished (so a
+    command that imports none, after others that imported none, is seen as such)."""
+    env = {**os.environ, "LIME_TOOLKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", MANY, json.dumps(commands)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(commands):]]
+
+
+def test_command_help_imports_neither_torch_nor_transformers(tmp_path):
+    for got in probe_many([[command, "--help"] for command in ("bench", "evaluate", "train", "edit")], tmp_path):
+        assert got["exit_code"] == 0 and "--help" in got["output"] and got["heavy"] == []
+
+
+CHECKED_BEFORE_THE_MODEL = [
+    (["train", "--langs", "en,xx"], "the demo dataset has no language xx"),
+    (["train", "--train-langs", "xx"], "train.langs: unknown language(s) xx"),
+    (["diagnose", "--langs", "xx"], "the demo dataset has no language xx"),
+    (["evaluate", "--edit-langs", "xx"], "unknown language(s) xx; this dataset has: en, de"),
+    (["evaluate", "--eval-langs", "en,xx"], "unknown language(s) xx; this dataset has: en, de"),
+    (["evaluate", "."], "is not a run directory (no config.yaml)"),
+    (["evaluate", ".", "--editor", "ft"], "a run directory brings its own configuration; drop --editor"),
+    (["evaluate", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["edit", "--input", "x [MASK]", "--target", "y", "--lang", "xx"], "unknown language 'xx'; this dataset has"),
+    (["edit", ".", "--input", "x [MASK]", "--target", "y", "--lang", "en"], "is not a run directory"),
+    (["train", "--dataset", "mlama", "--data-dir", "nowhere"], "mLAMA data directory 'nowhere' does not exist"),
+    (["bench", "--json", "."], "Invalid value for '--json'"),
+    (["bench", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+]
+
+
+def test_language_option_and_run_directory_errors_import_neither_torch_nor_transformers(tmp_path):
+    """Errors a command can find without its model come before the model, in one line."""
+    results = probe_many([args for args, _ in CHECKED_BEFORE_THE_MODEL], tmp_path)
+    for (args, message), got in zip(CHECKED_BEFORE_THE_MODEL, results):
+        assert got["exit_code"] == 2 and message in got["output"], (args, got["output"])
+        assert len(got["output"].strip().splitlines()) == 1, (args, got["output"])
+        assert got["heavy"] == [], args
+
+
 def test_list_plugins_imports_neither_torch_nor_transformers(tmp_path):
     got = probe(["list-plugins", "--json"], tmp_path)
     assert got["exit_code"] == 0 and got["heavy"] == []

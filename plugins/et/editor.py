@@ -45,6 +45,8 @@ class EditableTrainingEditor(FactorEditor):
     #: Checked when the run is built (lime_toolkit.config.check_options).
     option_specs = {"step_size_init": Number(), "step_size_lr": Number(0), "first_order": BOOL, "lr": Positive()}
     second_order = True
+    #: The transform is the identity, token by token (batched evaluation).
+    tokenwise = True
 
     def __init__(self, setup: EditorSetup):
         super().__init__(setup)

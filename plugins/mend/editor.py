@@ -55,6 +55,8 @@ class MendEditor(FactorEditor):
     """
 
     default_lr = 1e-6
+    #: Each token's factors are normalised and transformed on their own (batched evaluation).
+    tokenwise = True
     #: Checked when the run is built (lime_toolkit.config.check_options).
     option_specs = {"rank": Int(1), "n_layers": Int(1), "step_size_init": Number(), "step_size_lr": Number(0),
                     "norm_eps": Positive(), "output_space": Choice(*OUTPUT_SPACES), "linear_last": BOOL,
