@@ -44,7 +44,7 @@ from .metrics import EditRecord
 from .models import Params, position_logits
 
 #: Edits per batch when evaluating an editor whose edits are low-rank and no batch size is given.
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 32
 
 ExampleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

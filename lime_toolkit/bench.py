@@ -9,13 +9,15 @@ Per model (the demo model, and a randomly initialised masked LM of mBERT's size 
 * ``edit_s``: one test-time edit (MEND + l0 masks, evaluation mode): ``edit_over_fwd`` and
   ``edit_over_fwd_bwd``;
 * ``step_s``: one meta-training optimiser step over ``accumulate`` edits (each with its update and
-  retain inputs); ``step_over_fwd_bwd`` is one micro-step (``step_s / accumulate``) over the plain
-  forward + backward of all of a micro-step's inputs (edit input, update inputs, retain inputs);
+  retain inputs); ``step_over_fwd_bwd`` is one micro-step (``step_s / accumulate``) over one plain
+  forward + backward of all of a micro-step's inputs in one batch (edit, update and retain inputs);
 * evaluation: edits per second one at a time (``eval_loop_edits_per_s``) and batched
   (``eval_edits_per_s``), their ratio ``eval_batched_speedup``, and whether every batched record
   equals the loop's (``eval_identical``);
-* ``peak_memory_mb``: the process's peak resident memory once the model is done (on CUDA: peak
-  memory allocated on the device while measuring it).
+* ``peak_memory_mb``: the highest memory while the toolkit edits, trains and evaluates the model
+  (the plain forward + backward yardsticks, which hold a gradient for every weight, are not
+  counted): resident memory of the process, sampled (on CUDA: the device's peak allocation);
+  ``peak_memory_eval_loop_mb`` and ``peak_memory_eval_batched_mb`` are the two evaluations' own.
 
 And ``mlama_prep``: reading all mLAMA languages and preparing the test split's edits and locality
 inputs (what ``evaluate`` does before its first edit), ``cold_s`` with an empty cache and
@@ -113,6 +115,50 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def current_rss_mb() -> float | None:
+    """The process's resident memory now in MB (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * resource.getpagesize() / 2**20
+
+
+class MemoryWatch:
+    """The peak memory while a block runs: on CUDA the device's peak allocation; on the CPU the
+    resident memory sampled every few milliseconds (where ``/proc`` is missing: the process's peak
+    so far)."""
+
+    def __init__(self, device: torch.device, every_s: float = 0.005):
+        self.device, self.every_s = device, every_s
+        self.peak_mb = 0.0
+
+    def __enter__(self):
+        import threading
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._stop = threading.Event()
+        self.peak_mb = current_rss_mb() or 0.0
+
+        def sample():
+            while not self._stop.wait(self.every_s):
+                self.peak_mb = max(self.peak_mb, current_rss_mb() or 0.0)
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        now = current_rss_mb()
+        self.peak_mb = max(self.peak_mb, now) if now is not None else peak_rss_mb()
+
+
 def first_sample(subject: Subject, n_update: int = 1, n_retain: int = 4) -> Sample:
     """A fixed draw: the first case in the first language, ``n_update`` parallel and ``n_retain``
     unrelated inputs (the issue's shape: one sentence, 1 update, 4 retain inputs)."""
@@ -126,12 +172,10 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     """Every per-model number of the bench for ``subject`` (see the module docstring)."""
     from .training import meta_loss
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     model, system, task = subject.model, subject.system, subject.task
     sample = first_sample(subject)
     encode = lambda examples: encode_examples(subject.tokenizer, examples, task).to(device)  # noqa: E731
-    edit_batch, update_batch, retain_batch = encode([sample.edit]), encode(sample.updates), encode(sample.retain)
+    edit_batch = encode([sample.edit])
     out: dict = {"model": subject.description, **subject.options}
 
     def forward():
@@ -146,8 +190,8 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
                 p.grad = None
 
         out["fwd_bwd_s"] = timed(forward_backward, device)
-        all_inputs = sum(timed(lambda b=b: forward_backward(b), device, repeat=2)
-                         for b in (edit_batch, update_batch, retain_batch))
+        every_input = encode([sample.edit] + sample.updates + sample.retain)
+        all_inputs = timed(lambda: forward_backward(every_input), device, repeat=2)
     log(f"{subject.name}: forward {out['fwd_s']:.3f} s, forward+backward {out['fwd_bwd_s']:.3f} s")
 
     system.eval()
@@ -156,7 +200,8 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
         with torch.no_grad():
             system.edit(edit_batch, sample.edit.lang)
 
-    out["edit_s"] = timed(edit, device)
+    with MemoryWatch(device) as edit_memory:
+        out["edit_s"] = timed(edit, device)
 
     system.train()
     params = [p for p in system.parameters() if p.requires_grad]
@@ -172,7 +217,8 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
         optimizer.step()
 
     state = {k: v.detach().clone() for k, v in system.state_dict().items()}
-    out["step_s"] = timed(step, device, repeat=2)
+    with MemoryWatch(device) as step_memory:
+        out["step_s"] = timed(step, device, repeat=2)
     system.load_state_dict(state)  # the measured steps leave the editor as it was
     del optimizer
     system.eval()
@@ -189,15 +235,17 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     size = batch_size or DEFAULT_BATCH_SIZE
     edit_records(system, subject.tokenizer, task, jobs[:2], 1)  # warm-up
     edit_records(system, subject.tokenizer, task, jobs[:size], size)
-    _sync(device)
-    start = time.perf_counter()
-    loop = edit_records(system, subject.tokenizer, task, jobs[:n_loop], 1)
-    _sync(device)
-    loop_s = time.perf_counter() - start
-    start = time.perf_counter()
-    batched = edit_records(system, subject.tokenizer, task, jobs[:n_batched], size)
-    _sync(device)
-    batched_s = time.perf_counter() - start
+    with MemoryWatch(device) as loop_memory:
+        _sync(device)
+        start = time.perf_counter()
+        loop = edit_records(system, subject.tokenizer, task, jobs[:n_loop], 1)
+        _sync(device)
+        loop_s = time.perf_counter() - start
+    with MemoryWatch(device) as batched_memory:
+        start = time.perf_counter()
+        batched = edit_records(system, subject.tokenizer, task, jobs[:n_batched], size)
+        _sync(device)
+        batched_s = time.perf_counter() - start
     out["eval_batch_size"] = size
     out["eval_loop_edits_per_s"] = len(loop) / loop_s
     out["eval_edits_per_s"] = len(batched) / batched_s
@@ -211,10 +259,9 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     out["edit_over_fwd_bwd"] = out["edit_s"] / out["fwd_bwd_s"]
     out["micro_step_inputs_fwd_bwd_s"] = all_inputs
     out["step_over_fwd_bwd"] = out["step_s"] / ACCUMULATE / all_inputs
-    if device.type == "cuda":
-        out["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        out["peak_memory_mb"] = peak_rss_mb()
+    out["peak_memory_eval_loop_mb"] = loop_memory.peak_mb
+    out["peak_memory_eval_batched_mb"] = batched_memory.peak_mb
+    out["peak_memory_mb"] = max(w.peak_mb for w in (edit_memory, step_memory, loop_memory, batched_memory))
     return out
 
 

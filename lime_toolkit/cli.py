@@ -281,7 +281,7 @@ def _run_dir_arg(fn):
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 16; 1: one "
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 32; 1: one "
               "at a time). Only editors whose edits are low-rank (mend, et) batch; the records do not depend on it.")
 @click.option("--quiet", is_flag=True, help="Only print the results (no progress).")
 def evaluate(run_dir, config_path, quiet, **flags):
@@ -389,7 +389,7 @@ def grid(table, grid_file, config_path, seeds, out_dir, quiet, settings, **flags
 @click.option("--no-mlama", "no_mlama", is_flag=True, help="Skip the mLAMA preparation.")
 @click.option("--mlama-dir", type=click.Path(file_okay=False), default="../shared/data/mlama", show_default=True,
               help="mLAMA data (the folder holding mlama1.1/) for the preparation timing; skipped if absent.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 16).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 32).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 def bench(json_path, quick, no_mbert, no_mlama, mlama_dir, batch_size, device):
     """Measure speed as ratios in one process: forward, forward+backward, test-time edit,
