@@ -191,7 +191,7 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
 
         out["fwd_bwd_s"] = timed(forward_backward, device)
         every_input = encode([sample.edit] + sample.updates + sample.retain)
-        all_inputs = timed(lambda: forward_backward(every_input), device, repeat=2)
+        all_inputs = timed(lambda: forward_backward(every_input), device)
     log(f"{subject.name}: forward {out['fwd_s']:.3f} s, forward+backward {out['fwd_bwd_s']:.3f} s")
 
     system.eval()

@@ -48,7 +48,7 @@ class LanguageData:
 
     @classmethod
     def from_json(cls, obj: dict) -> "LanguageData":
-        return cls(obj["lang"], dict(obj["templates"]), {r: [tuple(x) for x in rows] for r, rows in obj["facts"].items()})
+        return cls(obj["lang"], dict(obj["templates"]), {r: list(map(tuple, rows)) for r, rows in obj["facts"].items()})
 
 
 def locate(data_dir: Path | None) -> Path:
