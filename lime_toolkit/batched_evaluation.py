@@ -38,8 +38,8 @@ from torch import nn
 
 from .data import EditCase, Example
 from .editing import EditingSystem
-from .editor_api import FactorEditor
 from .encoding import Batch, encode_examples
+from .factored_updates import FactoredUpdates, applied, edits_are_low_rank
 from .metrics import EditRecord
 from .models import Params, position_logits
 
@@ -57,13 +57,6 @@ class EditJob:
     case: EditCase
     updates: list[Example]
     retains: list[Example]
-
-
-def edits_are_low_rank(system: EditingSystem) -> bool:
-    """Whether ``system``'s edits are sums of outer products of transformed factors (a factor
-    editor that keeps :meth:`FactorEditor.delta_weight`), i.e. can be applied in factored form."""
-    editor = system.editor
-    return isinstance(editor, FactorEditor) and type(editor).delta_weight is FactorEditor.delta_weight
 
 
 def resolve_batch_size(system: EditingSystem, batch_size: int | None) -> int:
@@ -111,44 +104,6 @@ def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> l
             keep = (xi != 0).any(dim=1) & (di != 0).any(dim=1)
             out[i][name] = (xi[keep], di[keep])
     return out
-
-
-class FactoredUpdates:
-    """Per edited weight, the edits of a batch in factored form: x̃ stacked as [edits, tokens, in]
-    and α·δ̃ as [edits, tokens, out], zero-padded to the longest edit (a zero token adds nothing)."""
-
-    def __init__(self, per_edit: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]):
-        self.x: dict[str, torch.Tensor] = {}
-        self.scaled_delta: dict[str, torch.Tensor] = {}
-        for name in per_edit[0]:
-            xs = [e[name][0] for e in per_edit]
-            ds = [e[name][1] for e in per_edit]
-            tokens = max(1, max(len(x) for x in xs))
-            self.x[name] = torch.stack([F.pad(x, (0, 0, 0, tokens - len(x))) for x in xs])
-            self.scaled_delta[name] = torch.stack([F.pad(d, (0, 0, 0, tokens - len(d))) for d in ds])
-
-    def correction(self, name: str, inputs: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-        """α ΔW_e x for every row of ``inputs`` ([rows, ..., in]), row r edited by edit ``owner[r]``."""
-        rows = inputs.reshape(inputs.shape[0], -1, inputs.shape[-1])
-        x_t = self.x[name][owner]  # [rows, tokens, in]
-        d_t = self.scaled_delta[name][owner]  # [rows, tokens, out]
-        coefficients = torch.bmm(rows, x_t.transpose(1, 2))  # x̃_t · x per position
-        return torch.bmm(coefficients, d_t).reshape(*inputs.shape[:-1], d_t.shape[-1])
-
-
-@contextmanager
-def applied(model: nn.Module, updates: FactoredUpdates, owner: torch.Tensor):
-    """Within the block, every edited layer of ``model`` subtracts row r's edit ``owner[r]``."""
-    handles = []
-    for name in updates.x:
-        def hook(mod, args, output, _name=name):
-            return output - updates.correction(_name, args[0], owner)
-        handles.append(model.get_submodule(name.rsplit(".", 1)[0]).register_forward_hook(hook))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],

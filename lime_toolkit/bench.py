@@ -220,7 +220,7 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     with MemoryWatch(device) as step_memory:
         out["step_s"] = timed(step, device, repeat=2)
     system.load_state_dict(state)  # the measured steps leave the editor as it was
-    del optimizer
+    optimizer.state.clear()  # Adam's moments are not needed by the evaluation
     system.eval()
     log(f"{subject.name}: edit {out['edit_s']:.3f} s, meta-training step (accumulate {ACCUMULATE}) "
         f"{out['step_s']:.3f} s")

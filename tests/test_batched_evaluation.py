@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from lime_toolkit.architectures import editable_parameters
-from lime_toolkit.batched_evaluation import (DEFAULT_BATCH_SIZE, FactoredUpdates, capture_example_factors,
-                                             edits_are_low_rank, layer_stack, resolve_batch_size)
+from lime_toolkit.batched_evaluation import (DEFAULT_BATCH_SIZE, capture_example_factors, layer_stack,
+                                             resolve_batch_size)
+from lime_toolkit.factored_updates import FactoredUpdates, edits_are_low_rank
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
 from lime_toolkit.encoding import encode_examples
