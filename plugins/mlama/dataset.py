@@ -135,6 +135,7 @@ class MlamaDataset(Dataset):
             facts: dict[str, Fact] = {}
             labels: dict[str, dict[str, tuple[str, str]]] = {}
             objects: dict[str, dict[str, dict[str, str]]] = {}
+            keys: dict[str, tuple] = {}  # uuid -> (relation, lineid, sub_uri, obj_uri), as first read
             for lang in self.languages:
                 data = self.language_data(lang)
                 mine = labels[lang] = {}
@@ -142,10 +143,12 @@ class MlamaDataset(Dataset):
                 for rel, rows in data.facts.items():
                     rel_objs = objs.setdefault(rel, {})
                     for lineid, uuid, sub_uri, obj_uri, sub_label, obj_label in rows:
-                        fact = facts.get(uuid)
-                        if fact is None:  # one Fact per uuid, not one per row (843k rows, 37.5k facts)
-                            fact = facts[uuid] = Fact(uuid, rel, lineid, sub_uri, obj_uri)
-                        elif (fact.relation, fact.lineid, fact.sub_uri, fact.obj_uri) != (rel, lineid, sub_uri, obj_uri):
+                        key = (rel, lineid, sub_uri, obj_uri)
+                        known = keys.get(uuid)
+                        if known is None:  # one Fact per uuid, not one per row (843k rows, 37.5k facts)
+                            keys[uuid] = key
+                            facts[uuid] = Fact(uuid, *key)
+                        elif known != key:
                             raise UserError(f"{self.root / lang / (rel + '.jsonl')}: fact uuid {uuid} (lineid {lineid}) "
                                             f"disagrees with the same uuid in another language")
                         mine[uuid] = (sub_label, obj_label)
@@ -294,11 +297,13 @@ class MlamaDataset(Dataset):
         for lang in self.languages:
             lengths = self.object_lengths(lang)
             mine = index["labels"][lang]
-            pool[lang] = [
-                Example(u, lang, self.prompt(lang, index["facts"][u]), None,
-                        n_masks=random.Random(f"mlama-locality/{self.options.seed}/{u}/{lang}").choice(lengths))
-                for u in uuids if u in mine
-            ]
+            rng = random.Random()
+
+            def draw(u: str) -> int:  # reseeded per input: the same draw as a fresh Random(seed string)
+                rng.seed(f"mlama-locality/{self.options.seed}/{u}/{lang}")
+                return rng.choice(lengths)
+            pool[lang] = [Example(u, lang, self.prompt(lang, index["facts"][u]), None, n_masks=draw(u))
+                          for u in uuids if u in mine]
         return pool
 
     def describe(self) -> dict[str, dict[str, int]]:
