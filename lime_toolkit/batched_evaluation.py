@@ -13,11 +13,11 @@ so the edit never needs a dense W' of its own. A batch of B edits is evaluated a
 2. per edit, the mask strategy of its language and the editor's transform give (x̃, δ̃), exactly as
    :meth:`~lime_toolkit.editing.EditingSystem.edit` does for one edit (an editor whose transform
    works token by token, ``tokenwise``, transforms the tokens of all the edits in one call);
-3. the update and retain inputs of all B edits, grouped by length, go through the unedited model
-   once (the retain inputs' unedited predictions) and through the edited layers once more, each
-   edited layer's output corrected by its row's own edit's factored update (forward hooks); the
-   layers before the first edited one are not computed twice: the edited pass starts from the
-   hidden states the unedited pass had there.
+3. the update inputs of all B edits, grouped by length, go through the edited model, each edited
+   layer's output corrected by its row's own edit's factored update (forward hooks); the retain
+   inputs go through the unedited model (their unedited predictions) and through the edited layers
+   once more: the layers before the first edited one are not computed twice, the edited pass
+   starts from the hidden states the unedited pass had there.
 
 Every per-edit outcome equals the one-edit-at-a-time loop's (:func:`lime_toolkit.evaluation.
 edit_and_check`) up to floating-point rounding in the last bits, which decides a prediction only
@@ -243,17 +243,21 @@ def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]
     # every update and retain input, with its edit and whether it is a retain input
     checked = [(ex, e, k >= len(j.updates)) for e, j in enumerate(jobs) for k, ex in enumerate(j.updates + j.retains)]
     lengths = encode_examples(tokenizer, [ex for ex, _, _ in checked], task).inputs["attention_mask"].sum(dim=1)
-    order = sorted(range(len(checked)), key=lambda i: int(lengths[i]))
     outcome: dict[int, bool] = {}
-    for start in range(0, len(order), ROWS_PER_PASS):
-        group = order[start:start + ROWS_PER_PASS]
-        batch = encode_examples(tokenizer, [checked[i][0] for i in group], task).to(device)
-        owner = torch.tensor([checked[i][1] for i in group], device=device)
-        unedited, edited = unedited_and_edited(system, batch, base, updates, owner)
-        took = _per_example(edited == batch.labels, batch.rows, len(group))
-        kept = _per_example(edited == unedited, batch.rows, len(group))
-        for row, i in enumerate(group):
-            outcome[i] = kept[row] if checked[i][2] else took[row]
+    for retain in (False, True):  # update inputs need only the edited pass; retain inputs both
+        order = sorted((i for i in range(len(checked)) if checked[i][2] == retain), key=lambda i: int(lengths[i]))
+        for start in range(0, len(order), ROWS_PER_PASS):
+            group = order[start:start + ROWS_PER_PASS]
+            batch = encode_examples(tokenizer, [checked[i][0] for i in group], task).to(device)
+            owner = torch.tensor([checked[i][1] for i in group], device=device)
+            if retain:
+                unedited, edited = unedited_and_edited(system, batch, base, updates, owner)
+                flags = _per_example(edited == unedited, batch.rows, len(group))
+            else:
+                with applied(model, updates, owner):
+                    edited = position_logits(model, batch, base).argmax(-1)
+                flags = _per_example(edited == batch.labels, batch.rows, len(group))
+            outcome.update(zip(group, flags))
     records, at = [], 0
     for j in jobs:
         n_u, n = len(j.updates), len(j.updates) + len(j.retains)

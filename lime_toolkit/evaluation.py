@@ -39,7 +39,7 @@ class EvalSettings:
 
 def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
     """True for an example when every one of its prediction positions is flagged."""
-    ok = torch.ones(n, dtype=torch.long)
+    ok = torch.ones(n, dtype=torch.long, device=flags.device)
     ok.scatter_reduce_(0, rows, flags.long(), reduce="amin")
     return [bool(v) for v in ok.tolist()]
 

@@ -105,9 +105,10 @@ def test_batched_records_equal_the_loops_when_the_first_layers_are_shared(deep_w
     finally:
         hook.remove()
     assert mixed(loop) and batched == loop
-    # 16 edits in one batch: the first layer runs for the edit inputs (1 pass) and the unedited
-    # pass over the update and retain inputs (2 groups of at most 48), never for the edited pass
-    assert len(entered) - runs_with_loop == 1 + 2
+    # 16 edits in one batch: the first layer runs for the edit inputs (1 pass), the edited pass over
+    # the 32 update inputs (1 group) and the unedited pass over the 64 retain inputs (2 groups of at
+    # most 48), never for the retain inputs' edited pass
+    assert len(entered) - runs_with_loop == 1 + 1 + 2
     assert list(deep_world.model.bert.encoder.layer)[0] is first  # the layers are put back
 
 
