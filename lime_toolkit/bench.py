@@ -182,16 +182,16 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
         with torch.no_grad():
             position_logits(model, edit_batch)
 
-    out["fwd_s"] = timed(forward, device)
+    out["fwd_s"] = timed(forward, device, repeat=5)
     with weights_trainable(model):
         def forward_backward(batch=edit_batch):
             edit_loss(model, batch).backward()
             for p in model.parameters():
                 p.grad = None
 
-        out["fwd_bwd_s"] = timed(forward_backward, device)
+        out["fwd_bwd_s"] = timed(forward_backward, device, repeat=5)
         every_input = encode([sample.edit] + sample.updates + sample.retain)
-        all_inputs = timed(lambda: forward_backward(every_input), device)
+        all_inputs = timed(lambda: forward_backward(every_input), device, repeat=5)
     log(f"{subject.name}: forward {out['fwd_s']:.3f} s, forward+backward {out['fwd_bwd_s']:.3f} s")
 
     system.eval()
@@ -218,7 +218,7 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
 
     state = {k: v.detach().clone() for k, v in system.state_dict().items()}
     with MemoryWatch(device) as step_memory:
-        out["step_s"] = timed(step, device, repeat=2)
+        out["step_s"] = timed(step, device, repeat=3)
     system.load_state_dict(state)  # the measured steps leave the editor as it was
     optimizer.state.clear()  # Adam's moments are not needed by the evaluation
     system.eval()
@@ -382,7 +382,7 @@ def run_bench(device: torch.device, *, quick: bool = False, mbert: bool = True, 
         doc["demo"] = measure(demo, device, (32, 128), batch_size, log)
         if mbert:
             big = mbert_size_subject(demo, device)
-            doc["mbert_size"] = measure(big, device, (12, 96), batch_size, log)
+            doc["mbert_size"] = measure(big, device, (16, 96), batch_size, log)
             del big
     if "mbert_size" not in doc:
         doc["mbert_size"] = None
