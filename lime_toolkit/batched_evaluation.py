@@ -143,9 +143,19 @@ class LayerStack:
     first: int
 
 
+#: Model types whose encoder runs its list of layers one after the other, each layer taking the
+#: previous one's hidden states and nothing computed in between (checked in
+#: tests/test_batched_evaluation.py). Others (DeBERTa-v2 convolves after its first layer and returns
+#: tuples) compute the layers before the first edited one twice.
+SEQUENTIAL_LAYERS = ("bert", "roberta", "xlm-roberta", "distilbert")
+
+
 def layer_stack(model: nn.Module, names: list[str]) -> LayerStack | None:
     """Where the edited weights ``names`` sit, or None when they are not all in one list of layers
-    after its first layer (then nothing is shared between the unedited and edited passes)."""
+    after its first layer, or the model's type is not one of :data:`SEQUENTIAL_LAYERS` (then
+    nothing is shared between the unedited and edited passes)."""
+    if getattr(getattr(model, "config", None), "model_type", None) not in SEQUENTIAL_LAYERS:
+        return None
     found: tuple[str, int] | None = None
     for name in names:
         parts, hit = name.split("."), None

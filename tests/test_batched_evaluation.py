@@ -170,3 +170,39 @@ def test_a_factored_update_is_the_dense_update_applied():
     dense = [d1.T @ x1, d2.T @ x2]
     for r in range(3):
         torch.testing.assert_close(got[r], inputs[r] @ dense[owner[r]].T)
+
+
+# -- every supported architecture, both tasks --------------------------------------------------------
+
+from test_architectures import ARCHITECTURES, TASKS, dataset_for  # noqa: E402
+from test_architectures import built  # noqa: E402,F401  (a fixture: pytest finds it by name)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_batched_records_equal_the_loops_on_every_architecture(built, model_type, task):
+    """BERT, XLM-R, DistilBERT and DeBERTa-v2, masked LM and classification, the last layer edited:
+    the edited pass starts after the shared first layers (DeBERTa-v2: computes them again)."""
+    model, tok = built(model_type, task)
+    data = dataset_for(task)
+    names = editable_parameters(model, last_n_layers=1)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in names}
+    assert (layer_stack(model, names) is not None) == (model_type != "deberta-v2")
+    torch.manual_seed(1)
+    editor = MendEditor(EditorSetup(model, dict(shapes), data.languages, {"rank": 8, "step_size_init": 50.0}))
+    with torch.no_grad():
+        for network in editor.networks.values():
+            for layer in network.layers:
+                layer.u.normal_(0, 0.05)
+    torch.manual_seed(2)
+    masks = L0Masks(MaskSetup(dict(shapes), data.languages, {"log_alpha_init_std": 2.0}))
+    system = EditingSystem(model, names, editor, masks).eval()
+    cases = [c for s in SPLITS for c in data.edit_cases(s)]
+    pool = {l: [e for s in SPLITS for e in data.locality_pool(s)[l]] for l in data.languages}
+
+    def records(size):
+        return edit_records(system, tok, task, plan_edits(cases, pool, SETTINGS), size)
+
+    loop = records(1)
+    assert len(loop) == 16 and records(5) == loop
+    assert any(ok for r in loop for _, ok in r.updates)  # the edits do something
