@@ -284,6 +284,11 @@ def test_evaluate_command_writes_documents(tmp_path, run_dir):
     again, metrics = json.loads((tmp_path / "default.json").read_text()), json.loads((run_dir / "metrics.json").read_text())
     assert {k: again[k] for k in ("acc", "con", "succ", "acc_matrix")} == {k: metrics[k] for k in
                                                                           ("acc", "con", "succ", "acc_matrix")}
+    # one edit at a time (--batch-size 1) gives the same document as the default batches
+    invoke("evaluate", run_dir, "--batch-size", "1", "--json", tmp_path / "loop.json")
+    loop = json.loads((tmp_path / "loop.json").read_text())
+    keys = ("acc", "con", "succ", "succ_per_edit", "acc_matrix", "con_matrix", "per_edit_language", "edits")
+    assert {k: loop[k] for k in keys} == {k: again[k] for k in keys}
 
 
 def test_edit_command_and_saved_model(toy, tmp_path, run_dir):
