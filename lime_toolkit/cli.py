@@ -279,6 +279,11 @@ def _run_dir_arg(fn):
 @click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
+@click.option("--sequential", type=int, metavar="N",
+              help="Sequential editing: N held-out edits one after another on the same model; acc of every "
+                   "edit so far and con after 1, 5, 10, 20, 50, 100, ... edits (docs/sequential.md).")
+@click.option("--batch-edits", type=int, metavar="K",
+              help="Batch editing: K edits in one step (with --sequential: N edits in steps of K).")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
 @click.option("--quiet", is_flag=True, help="Only print the results (no progress).")
