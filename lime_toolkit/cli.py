@@ -175,14 +175,22 @@ def parse_settings(items) -> dict:
 @click.option("--max-steps", type=int, help="Optimiser steps (default from config).")
 @click.option("--train-langs", help="'en' (English only), 'all', or a comma list of languages.")
 @click.option("--quiet", is_flag=True, help="Only print the final results.")
-def train(config_path, quiet, **flags):
+@click.option("--log-with", metavar="TRACKERS",
+              help="Also log to Accelerate's trackers: tensorboard, wandb, mlflow, ... (comma list, or all); "
+                   "files under <out>/tracking/.")
+def train(config_path, quiet, log_with, **flags):
     """Meta-train an editor cross-lingually, then evaluate it on held-out edits.
 
     With no flags: MEND with LiME L0 masks on the offline demo world.
     """
     from .cli_train import run_train
 
-    run_train(resolve_config(config_path, **flags), console(quiet), quiet)
+    trackers = None
+    if log_with is not None:
+        from .tracking import parse_log_with
+
+        trackers = parse_log_with(log_with)  # not installed: one line, before anything is loaded
+    run_train(resolve_config(config_path, **flags), console(quiet), quiet, trackers)
 
 
 @cli.command()

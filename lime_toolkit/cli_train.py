@@ -63,7 +63,7 @@ def results_table(metrics: dict) -> Table:
     return table
 
 
-def run_train(config: dict, console: Console, quiet: bool) -> dict:
+def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] | None = None) -> dict:
     from pathlib import Path
 
     from .cli import warn_broken_plugins
@@ -86,7 +86,18 @@ def run_train(config: dict, console: Console, quiet: bool) -> dict:
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=quiet) as progress:
         monitor = QuietMonitor() if quiet else RichMonitor(progress, int(config["train"]["max_steps"]), console.print)
-        metrics = train_and_evaluate(run, monitor, log=console.print)
+        tracking = None
+        if trackers:
+            from .tracking import AccelerateTracking
+            from .train_log import Tee
+
+            tracking = AccelerateTracking(trackers, run.out, run.config)
+            monitor = Tee(monitor, tracking)
+        try:
+            metrics = train_and_evaluate(run, monitor, log=console.print)
+        finally:
+            if tracking is not None:
+                tracking.close()
     out = Console()
     out.print(results_table(metrics))
     out.print(f"metrics written to {run.out / 'metrics.json'}")
