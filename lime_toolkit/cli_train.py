@@ -70,10 +70,14 @@ def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] |
     from .run import build_run, default_out
     from .rundir import check_out
 
-    warn_broken_plugins(console)
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
+    warn_broken_plugins(console)
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
+    from .run import process_state  # torch: loaded by now
+
+    if not process_state().is_main_process:
+        console, quiet = Console(quiet=True), True  # under accelerate launch the main process alone speaks
     from .pipeline import check_run_dir, train_and_evaluate  # torch: a model is loaded by now
 
     check_run_dir(run)  # a different run in that directory: refused before anything is printed
@@ -98,6 +102,8 @@ def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] |
         finally:
             if tracking is not None:
                 tracking.close()
+    if metrics is None:  # another process than the main one
+        return {}
     out = Console()
     out.print(results_table(metrics))
     out.print(f"metrics written to {run.out / 'metrics.json'}")
