@@ -73,6 +73,14 @@ def world(editor="plain", masks=False):
                 p.add_(0.05 * torch.randn_like(p))
     elif editor == "full":
         ed = AddOne(setup)
+    elif editor == "ke":
+        from lime_toolkit_plugins.ke.editor import KnowledgeEditor
+
+        ed = KnowledgeEditor(EditorSetup(model, shapes, LANGS, {"hidden": 8, "mlp_hidden": 8}))
+    elif editor == "et":
+        from lime_toolkit_plugins.et.editor import EditableTrainingEditor
+
+        ed = EditableTrainingEditor(EditorSetup(model, shapes, LANGS, {}))
     else:
         ed = PlainGradient(setup)
     mask = L0Masks(MaskSetup(shapes, LANGS, {"log_alpha_init_std": 2.0})) if masks else None
@@ -109,6 +117,26 @@ def test_one_sequential_edit_is_the_single_edit_evaluation():
     with torch.no_grad():
         single = system.edit(encode_examples(tok, [case.inputs[lang]], MASKED_LM), lang)
     assert all(torch.equal(after[n], single[n]) for n in single)
+
+
+@pytest.mark.parametrize("editor", ["mend", "ke", "et"])
+@pytest.mark.parametrize("masks", [False, True])
+def test_every_factor_editor_edits_in_sequence_and_in_batches(editor, masks):
+    """A batch of one is the single edit; a batch of two is the sum of the two updates on the same
+    weights; sequential edits run (ET from its own trained copy of the weights)."""
+    system, tok, data = world(editor, masks)
+    cases = data.edit_cases("train")
+    edits = [(cases[0].inputs["en"], "en"), (cases[1].inputs["de"], "de")]
+    base = {n: t.detach() for n, t in system.base_params().items()}
+    with torch.no_grad():
+        singles = [system.edit(encode_examples(tok, [ex], MASKED_LM), lang) for ex, lang in edits]
+    one = edit_step(system, tok, MASKED_LM, edits[:1], base)
+    both = edit_step(system, tok, MASKED_LM, edits, base)
+    for n in base:
+        assert torch.equal(one[n], singles[0][n])
+        torch.testing.assert_close(both[n], singles[0][n] + singles[1][n] - base[n], atol=1e-6, rtol=1e-5)
+    out = sequential_evaluate(system, tok, MASKED_LM, cases, data.locality_pool("train"), settings(), n_edits=3)
+    assert [s["edits"] for s in out["stages"]] == [1, 3] and out["final"]["edits"] == 3
 
 
 def test_sequential_edits_start_from_the_previous_edits_weights():
