@@ -74,10 +74,13 @@ def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] |
     warn_broken_plugins(console)
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
-    from .run import process_state  # torch: loaded by now
+    from .run import lone_launch_note, process_state  # torch: loaded by now
 
     if not process_state().is_main_process:
         console, quiet = Console(quiet=True), True  # under accelerate launch the main process alone speaks
+    note = lone_launch_note()
+    if note:
+        console.print(f"[yellow]note:[/] {note}")
     from .pipeline import check_run_dir, train_and_evaluate  # torch: a model is loaded by now
 
     check_run_dir(run)  # a different run in that directory: refused before anything is printed

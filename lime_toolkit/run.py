@@ -89,6 +89,20 @@ def process_state(device_spec: str | None = None):
     return PartialState(cpu=cpu)
 
 
+def lone_launch_note(environ=None) -> str | None:
+    """A note when ``accelerate launch --cpu --num_processes N`` (N > 1) started this one process
+    only (Accelerate's simple launcher sets the rendezvous address but spawns nothing without MPI);
+    None otherwise."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if (env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") and "MASTER_ADDR" in env
+            and "WORLD_SIZE" not in env and "PMI_SIZE" not in env and "OMPI_COMM_WORLD_SIZE" not in env):
+        return ("accelerate launch --cpu started a single process (without MPI it spawns none); for several "
+                "CPU processes use accelerate launch --multi_gpu --num_processes N ... --device cpu")
+    return None
+
+
 def resolve_device(spec: str) -> torch.device:
     """``auto``: this process's device under Accelerate (its GPU when launched with
     ``accelerate launch``, else the first GPU, else the CPU)."""

@@ -75,3 +75,12 @@ def test_two_processes_train_the_same_editor_as_one_with_double_accumulation(tmp
     log = (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
     assert sum('"event": "step"' in line for line in log) == 4
     assert two.stdout.count("metrics written to") == 1
+
+
+def test_a_cpu_launch_that_started_one_process_is_told():
+    from lime_toolkit.run import lone_launch_note
+
+    lone = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    assert "--multi_gpu --num_processes N" in lone_launch_note(lone)
+    assert lone_launch_note({**lone, "WORLD_SIZE": "2"}) is None  # really launched
+    assert lone_launch_note({}) is None  # a plain run
