@@ -289,7 +289,7 @@ def _run_dir_arg(fn):
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--sequential", type=int, metavar="N",
               help="Sequential editing: N held-out edits one after another on the same model; acc of every "
-                   "edit so far and con after 1, 5, 10, 20, 50, 100, ... edits (docs/sequential.md).")
+                   "edit so far and con after 1, 2, 5, 10, 20, 50, 100, ... edits (docs/sequential.md).")
 @click.option("--batch-edits", type=int, metavar="K",
               help="Batch editing: K edits in one step (with --sequential: N edits in steps of K).")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")

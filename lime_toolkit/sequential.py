@@ -11,7 +11,7 @@ plain sequential editing):
 * full editors (FT): the current weights are finetuned on the K edit inputs at once (one batch) and
   carried on to the next step.
 
-After each *stage* (1, 5, 10, 20, 50, 100, ... edits and the last one) every edit made so far is
+After each *stage* (1, 2, 5, 10, 20, 50, 100, ... edits and the last one) every edit made so far is
 checked: acc on its parallel inputs (in every eval language) and con on its unrelated inputs,
 compared with the ORIGINAL unedited model's predictions.
 
@@ -43,7 +43,7 @@ from .metrics import EditRecord, summarise
 from .models import Params
 
 #: Edit counts after which every edit so far is checked (besides the last edit).
-STAGE_MARKS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+STAGE_MARKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 #: What a stage keeps of a ``summarise()`` dict.
 STAGE_KEYS = ("acc", "con", "succ", "succ_per_edit", "per_language", "acc_matrix", "con_matrix")
 

@@ -136,7 +136,7 @@ def test_every_factor_editor_edits_in_sequence_and_in_batches(editor, masks):
         assert torch.equal(one[n], singles[0][n])
         torch.testing.assert_close(both[n], singles[0][n] + singles[1][n] - base[n], atol=1e-6, rtol=1e-5)
     out = sequential_evaluate(system, tok, MASKED_LM, cases, data.locality_pool("train"), settings(), n_edits=3)
-    assert [s["edits"] for s in out["stages"]] == [1, 3] and out["final"]["edits"] == 3
+    assert [s["edits"] for s in out["stages"]] == [1, 2, 3] and out["final"]["edits"] == 3
 
 
 def test_sequential_edits_start_from_the_previous_edits_weights():
@@ -214,7 +214,7 @@ def test_the_order_is_seeded():
 
 
 def test_bad_counts_are_one_line_errors():
-    assert stage_points(100) == [1, 5, 10, 20, 50, 100] and stage_points(7) == [1, 5, 7]
+    assert stage_points(100) == [1, 2, 5, 10, 20, 50, 100] and stage_points(7) == [1, 2, 5, 7]
     assert check_counts(None, 4) == (4, 4) and check_counts(10, None) == (10, 1) and check_counts(10, 5) == (10, 5)
     assert sequential_name(100, 1) == "_seq100" and sequential_name(100, 10) == "_seq100_b10"
     with pytest.raises(UserError, match="--sequential must be at least 1"):
