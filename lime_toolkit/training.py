@@ -99,7 +99,8 @@ def micro_step_rng(seed: int, step: int, index: int, device: torch.device):
     restored afterwards, like the sampler's draws: the hard-concrete gates' noise of an edit is then
     the same whichever process draws it, so N processes with ``accumulate: a`` train exactly as one
     with ``accumulate: N*a`` (and a resumed run repeats it too)."""
-    devices = [device] if device.type == "cuda" else []
+    devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+               if device.type == "cuda" else [])
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(random.Random(f"{seed}:{step}:{index}:torch").getrandbits(63))
         yield
