@@ -178,7 +178,8 @@ def sequential_evaluate(system: EditingSystem, tokenizer, task: str, cases: list
                         fallback_pool: dict[str, list[Example]] | None = None) -> dict:
     """Make ``n_edits`` edits in steps of ``batch_edits``, each step on the model the previous ones
     produced; return ``{"final": summarise() of every edit after the last step, "stages": [...],
-    "order": [[case id, edit language], ...]}``. A stage is ``{"edits", "steps", acc, con, succ,
+    "order": [[case id, edit language], ...], "own_retains": whether the unrelated inputs came from
+    ``pool`` (else from ``fallback_pool``)}``. A stage is ``{"edits", "steps", acc, con, succ,
     succ_per_edit, per_language, acc_matrix, con_matrix}`` over the edits made so far."""
     plan = plan_edits(cases, pool, settings, n_edits, split, fallback_pool)
     marks = stage_points(n_edits)
@@ -205,7 +206,7 @@ def sequential_evaluate(system: EditingSystem, tokenizer, task: str, cases: list
     finally:
         system.train(was_training)
     edited = {e.case.id for e in plan}
-    own = any(ex.id not in edited for exs in pool.values() for ex in exs)
+    own = any(ex.id not in edited for l in settings.eval_langs for ex in pool.get(l, []))  # as plan_edits decides
     return {"final": final, "stages": stages, "order": [[e.case.id, e.lang] for e in plan], "own_retains": own}
 
 
