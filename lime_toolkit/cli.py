@@ -175,14 +175,22 @@ def parse_settings(items) -> dict:
 @click.option("--max-steps", type=int, help="Optimiser steps (default from config).")
 @click.option("--train-langs", help="'en' (English only), 'all', or a comma list of languages.")
 @click.option("--quiet", is_flag=True, help="Only print the final results.")
-def train(config_path, quiet, **flags):
+@click.option("--log-with", metavar="TRACKERS",
+              help="Also log to Accelerate's trackers: tensorboard, wandb, mlflow, ... (comma list, or all); "
+                   "files under <out>/tracking/.")
+def train(config_path, quiet, log_with, **flags):
     """Meta-train an editor cross-lingually, then evaluate it on held-out edits.
 
     With no flags: MEND with LiME L0 masks on the offline demo world.
     """
     from .cli_train import run_train
 
-    run_train(resolve_config(config_path, **flags), console(quiet), quiet)
+    trackers = None
+    if log_with is not None:
+        from .tracking import parse_log_with
+
+        trackers = parse_log_with(log_with)  # not installed: one line, before anything is loaded
+    run_train(resolve_config(config_path, **flags), console(quiet), quiet, trackers)
 
 
 @cli.command()
@@ -279,6 +287,11 @@ def _run_dir_arg(fn):
 @click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
+@click.option("--sequential", type=int, metavar="N",
+              help="Sequential editing: N held-out edits one after another on the same model; acc of every "
+                   "edit so far and con after 1, 2, 5, 10, 20, 50, 100, ... edits (docs/sequential.md).")
+@click.option("--batch-edits", type=int, metavar="K",
+              help="Batch editing: K edits in one step (with --sequential: N edits in steps of K).")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 32; 1: one "

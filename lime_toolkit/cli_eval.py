@@ -108,7 +108,13 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     checkpoint = flags.pop("checkpoint")
     overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
     json_path, name, batch_size = flags.pop("json_path"), flags.pop("name"), flags.pop("batch_size")
+    n_seq, k_batch = flags.pop("sequential", None), flags.pop("batch_edits", None)
     parse_max_edits(overrides["max_edits"])  # fail before loading anything
+    many = n_seq is not None or k_batch is not None
+    if many:
+        from .sequential import check_counts
+
+        n_seq, k_batch = check_counts(n_seq, k_batch)
     from .rundir import check_output_file
 
     check_output_file(json_path, "--json")
@@ -138,12 +144,24 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     columns = [TextColumn("[bold]evaluate"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("edits", total=None)
-        doc = evaluate_run(run, overrides, seeds, checkpoint if run_dir else None,
-                           on_edit=lambda: progress.advance(task), runs_by_seed=by_seed,
-                           on_total=lambda n: progress.update(task, total=n), batch_size=batch_size)
+        common = dict(on_edit=lambda: progress.advance(task), runs_by_seed=by_seed,
+                      on_total=lambda n: progress.update(task, total=n))
+        if many:
+            from .sequential import evaluate_sequential_run
+
+            doc = evaluate_sequential_run(run, overrides, n_seq, k_batch, seeds, checkpoint if run_dir else None,
+                                          **common)
+        else:
+            doc = evaluate_run(run, overrides, seeds, checkpoint if run_dir else None, batch_size=batch_size,
+                               **common)
     cfg_eval = run.config["eval"]
-    name = name or setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
-                                overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)
+    if name is None:
+        name = setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
+                            overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)
+        if many:
+            from .sequential import sequential_name
+
+            name += sequential_name(n_seq, k_batch)
     if run_dir is None:
         from .run import save_run_config
 
@@ -158,8 +176,22 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     out.print(eval_language_table(doc))
     out.print(matrix_table(doc["acc_matrix"], "acc[l_e][l_u] (%)"))
     out.print(matrix_table(doc["con_matrix"], "con[l_e][l_r] (%)"))
+    if "sequential" in doc:
+        out.print(stage_table(doc))
     out.print(f"written: {', '.join(str(p) for p in paths.values())}" + (f", {json_path}" if json_path else ""))
     return doc
+
+
+def stage_table(doc: dict) -> Table:
+    """Sequential/batch editing: acc, con and succ of every edit so far after each stage."""
+    seq = doc["sequential"]
+    table = Table(title=f"{seq['n_edits']} edits in steps of {seq['batch_edits']}: every edit so far, "
+                        f"con against the unedited model (%)")
+    for col in ("edits", "steps", "acc", "con", "succ", "succ_per_edit"):
+        table.add_column(col, justify="right")
+    for st in seq["stages"]:
+        table.add_row(str(st["edits"]), str(st["steps"]), *(_pct(st[k]) for k in ("acc", "con", "succ", "succ_per_edit")))
+    return table
 
 
 def run_edit(run_dir, config_path, flags: dict, err: Console):

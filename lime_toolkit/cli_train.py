@@ -63,17 +63,24 @@ def results_table(metrics: dict) -> Table:
     return table
 
 
-def run_train(config: dict, console: Console, quiet: bool) -> dict:
+def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] | None = None) -> dict:
     from pathlib import Path
 
     from .cli import warn_broken_plugins
     from .run import build_run, default_out
     from .rundir import check_out
 
-    warn_broken_plugins(console)
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
+    warn_broken_plugins(console)
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
+    from .run import lone_launch_note, process_state  # torch: loaded by now
+
+    if not process_state().is_main_process:
+        console, quiet = Console(quiet=True), True  # under accelerate launch the main process alone speaks
+    note = lone_launch_note()
+    if note:
+        console.print(f"[yellow]note:[/] {note}")
     from .pipeline import check_run_dir, train_and_evaluate  # torch: a model is loaded by now
 
     check_run_dir(run)  # a different run in that directory: refused before anything is printed
@@ -86,7 +93,20 @@ def run_train(config: dict, console: Console, quiet: bool) -> dict:
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=quiet) as progress:
         monitor = QuietMonitor() if quiet else RichMonitor(progress, int(config["train"]["max_steps"]), console.print)
-        metrics = train_and_evaluate(run, monitor, log=console.print)
+        tracking = None
+        if trackers:
+            from .tracking import AccelerateTracking
+            from .train_log import Tee
+
+            tracking = AccelerateTracking(trackers, run.out, run.config)
+            monitor = Tee(monitor, tracking)
+        try:
+            metrics = train_and_evaluate(run, monitor, log=console.print)
+        finally:
+            if tracking is not None:
+                tracking.close()
+    if metrics is None:  # another process than the main one
+        return {}
     out = Console()
     out.print(results_table(metrics))
     out.print(f"metrics written to {run.out / 'metrics.json'}")

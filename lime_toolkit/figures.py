@@ -5,6 +5,7 @@
 * :func:`matrix_heatmap`: the acc[l_e][l_u] or con[l_e][l_r] matrix.
 * :func:`mask_similarity` / :func:`mask_similarity_heatmap`: the mask analysis of Figure 5.
 * :func:`training_curves`: loss terms and validation metrics from ``train_log.jsonl``.
+* :func:`sequential_curves`: acc, con and succ after each stage of sequential or batch editing.
 
 Every plotting function takes an output *stem* (a path without extension) and returns the written
 paths ``[stem.png, stem.svg]``.
@@ -214,4 +215,24 @@ def training_curves(records: list[dict], stem, smooth: int = 0) -> list[Path]:
     right.tick_params(labelsize=7)
     if vals:
         right.legend(fontsize=7)
+    return save_figure(fig, stem)
+
+
+def sequential_curves(runs: list[tuple[str, dict]], stem) -> list[Path]:
+    """Sequential/batch editing: one panel each for acc, con and succ (%) of every edit so far
+    against the number of edits made (log scale), a line per ``(label, evaluation document)``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 2.8), constrained_layout=True)
+    for label, doc in runs:
+        stages = (doc.get("sequential") or {}).get("stages") or []
+        xs = [st["edits"] for st in stages]
+        for ax, k in zip(axes, ("acc", "con", "succ")):
+            ax.plot(xs, [100 * st[k] for st in stages], marker="o", markersize=3, label=label)
+    for ax, k in zip(axes, ("acc", "con", "succ")):
+        ax.set_xscale("log")
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel("edits made", fontsize=8)
+        ax.set_title(f"{k} of every edit so far (%)", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[-1].legend(fontsize=7)
     return save_figure(fig, stem)

@@ -123,6 +123,11 @@ def _run_section(run_dir: Path, metrics: dict, tmp: Path, index: int, masks: boo
                          ", ".join(map(str, doc.get("setting", {}).get("seeds", [])))])
         parts.append("<h3>Evaluations (<code>lime-toolkit evaluate</code>)</h3>")
         parts.append(_table(["setting", "edits", "acc", "con", "succ", "succ_per_edit", "seeds"], rows))
+        many = [(path.stem, doc) for path, doc in ((p, load_json(p)) for p in evals) if doc.get("sequential")]
+        if many:
+            parts.append("<h3>Sequential and batch editing</h3><p class='note'>acc, con and succ of every edit "
+                         "made so far; con against the unedited model</p>")
+            parts.append(_image(figures.sequential_curves(many, f"{stem}_sequential")))
     return "\n".join(parts)
 
 

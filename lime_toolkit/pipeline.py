@@ -39,9 +39,11 @@ def check_run_dir(run: Run) -> None:
                             f"or delete that directory")
 
 
-def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
+def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | None:
     """Train (unless the editor has nothing to train), then evaluate the best checkpoint and the
-    untrained editor on the same held-out edits; writes ``<out>/metrics.json``."""
+    untrained editor on the same held-out edits; writes ``<out>/metrics.json``. Under
+    ``accelerate launch`` every process trains and the main one alone evaluates and writes; the
+    others return None."""
     started = time.perf_counter()
     from .rundir import prepare_out
 
@@ -57,9 +59,16 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict:
         for name in ("last", "best", "init"):  # a damaged checkpoint stops the run before anything is written
             if (run.out / "checkpoints" / name).exists():
                 verify(run.out / "checkpoints" / name)
-        prepare_out(run.out)
-        save_config(run.config, run.out / "config.yaml")
+        from .run import process_state
+
+        dist = process_state()
+        if dist.is_main_process:
+            prepare_out(run.out)
+            save_config(run.config, run.out / "config.yaml")
+        dist.wait_for_everyone()
         result = train(run, logged_monitor(run.out, monitor))  # also writes <out>/train_log.jsonl
+        if not dist.is_main_process:
+            return None  # under accelerate launch the main process alone evaluates and writes
         if result.resumed_from:
             log(f"resumed from step {result.resumed_from}")
     else:

@@ -186,6 +186,13 @@ def eval_markdown(doc: dict) -> str:
     lines.append("")
     lines += _matrix_markdown(doc["acc_matrix"], "acc[l_e][l_u] (%)")
     lines += _matrix_markdown(doc["con_matrix"], "con[l_e][l_r] (%)")
+    if doc.get("sequential"):
+        seq = doc["sequential"]
+        lines += [f"### Sequential editing: {seq['n_edits']} edits in steps of {seq['batch_edits']} "
+                  f"(every edit so far; con against the unedited model, %)", "",
+                  "| edits | steps | acc | con | succ | succ_per_edit |", "|---|---|---|---|---|---|"]
+        lines += [f"| {st['edits']} | {st['steps']} | " + " | ".join(_pct(st[k]) for k in HEADLINE) + " |"
+                  for st in seq["stages"]] + [""]
     return "\n".join(lines)
 
 

@@ -108,9 +108,9 @@ def logged_monitor(out_dir, monitor):
     only the main process writes the log."""
     out_dir = Path(out_dir)
     try:
-        from accelerate import PartialState
+        from .run import process_state
 
-        if not PartialState().is_main_process:
+        if not process_state().is_main_process:
             return monitor
     except ImportError:  # pragma: no cover - accelerate is a dependency
         pass

@@ -5,7 +5,9 @@ sampler; the base model stays frozen (editors that train base weights own a copy
 """
 from __future__ import annotations
 
+import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,13 +93,38 @@ def validation_settings(run: Run) -> EvalSettings:
                         intervals=False)
 
 
+@contextmanager
+def micro_step_rng(seed: int, step: int, index: int, device: torch.device):
+    """Torch's generator seeded from (seed, step, global micro-step index) for one micro-step and
+    restored afterwards, like the sampler's draws: the hard-concrete gates' noise of an edit is then
+    the same whichever process draws it, so N processes with ``accumulate: a`` train exactly as one
+    with ``accumulate: N*a`` (and a resumed run repeats it too)."""
+    devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+               if device.type == "cuda" else [])
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(random.Random(f"{seed}:{step}:{index}:torch").getrandbits(63))
+        yield
+
+
 def average_gradients(params, processes: int) -> None:
-    """Under ``accelerate launch`` each process draws its own edits; average their gradients."""
-    if processes > 1:
-        for p in params:
-            if p.grad is not None:
-                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
-                p.grad /= processes
+    """Under ``accelerate launch`` each process draws its own edits; average their gradients.
+
+    A parameter may have a gradient on some processes only (the masks of a language only one of
+    them drew): it counts as zero on the others, and one that no process touched keeps ``None``
+    (the optimiser skips it), exactly as one process drawing every edit would leave it."""
+    if processes <= 1:
+        return
+    params = list(params)
+    device = next((p.grad.device for p in params if p.grad is not None), params[0].device if params else "cpu")
+    has = torch.tensor([float(p.grad is not None) for p in params], device=device)
+    torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)
+    for p, anywhere in zip(params, has.tolist()):
+        if not anywhere:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+        p.grad /= processes
 
 
 def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
@@ -110,9 +137,9 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     Across processes (``accelerate launch``) every process draws different edits, gradients are
     averaged, and only the main process writes checkpoints (and so only its random state is kept).
     """
-    from accelerate import PartialState
+    from .run import process_state
 
-    dist = PartialState()
+    dist = process_state(str(run.device))
     cfg, ckpt = run.config["train"], run.out / "checkpoints"
     if dist.is_main_process:
         recover(ckpt, PREVIOUS)
@@ -151,8 +178,10 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for micro in range(accumulate):
-            terms = meta_loss(run, sampler.draw(step, dist.process_index * accumulate + micro), cfg)
-            (terms["loss"] / accumulate).backward()
+            index = dist.process_index * accumulate + micro  # the micro-step's index over all processes
+            with micro_step_rng(seed, step, index, torch.device(run.device)):
+                terms = meta_loss(run, sampler.draw(step, index), cfg)
+                (terms["loss"] / accumulate).backward()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accumulate
         average_gradients(params, dist.num_processes)

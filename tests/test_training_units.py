@@ -106,8 +106,25 @@ def test_gradients_are_summed_over_processes_and_divided_by_their_number(monkeyp
     average_gradients([p, none, q], 1)  # one process: nothing to do
     assert calls == [] and p.grad.tolist() == [1.0, -2.0]
     average_gradients([p, none, q], 3)
-    assert calls == [torch.distributed.ReduceOp.SUM] * 2 and none.grad is None
+    # which parameters have a gradient on any process (MAX), then one SUM per such parameter
+    assert calls == [torch.distributed.ReduceOp.MAX] + [torch.distributed.ReduceOp.SUM] * 2 and none.grad is None
     assert p.grad.tolist() == [1.0, -2.0] and q.grad.tolist() == [0.5, 4.0]
+
+
+def test_a_gradient_only_another_process_has_counts_as_zero_here(monkeypatch):
+    """The masks of a language only one process drew: every process reduces that gradient (zeros
+    where it has none), so the collective calls pair up and the average is the other's / N."""
+    def all_reduce(tensor, op):
+        if op == torch.distributed.ReduceOp.MAX:
+            tensor.fill_(1.0)  # another process has a gradient for every parameter
+        else:
+            tensor.add_(torch.tensor([2.0, 2.0]))  # the other process's gradient
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    mine, theirs = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
+    mine.grad = torch.tensor([4.0, 0.0])
+    average_gradients([mine, theirs], 2)
+    assert mine.grad.tolist() == [3.0, 1.0] and theirs.grad.tolist() == [1.0, 1.0]
 
 
 def test_validation_settings():
