@@ -15,7 +15,7 @@ def normalise(v: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LowRankResidualLayer(nn.Module):
-    """One branch r(h) = clamp(s ⊙ (U V h + b) + t, min=0) of ``h <- h + r(h)``, or without the
+    """One branch r(h) = max(s ⊙ (U V h + b) + t, 0) of ``h <- h + r(h)``, or without the
     clamp (``linear=True``) for the network's last layer.
 
     U starts at zero and b at zero, so with the per-weight scale s = 1 and shift t = 0 the branch
@@ -32,9 +32,10 @@ class LowRankResidualLayer(nn.Module):
     def forward(self, h: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         pre = (h @ self.v.transpose(0, 1)) @ self.u.transpose(0, 1) + self.bias
         out = pre * scale + shift
-        # clamp, not relu: at init the pre-activation is exactly 0, where relu's gradient is 0 and
-        # the network could never leave the identity; clamp(min=0) passes the gradient at 0.
-        return out if self.linear else out.clamp(min=0)
+        # Not relu or clamp: at init the pre-activation is exactly 0, where relu's gradient is 0
+        # (and clamp's too from torch 2.14 on), so the network could never leave the identity.
+        # where() passes the gradient wherever out >= 0, the same values on every torch version.
+        return out if self.linear else torch.where(out >= 0, out, torch.zeros_like(out))
 
 
 class SharedEditorNetwork(nn.Module):
