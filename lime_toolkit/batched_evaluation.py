@@ -40,6 +40,7 @@ from .data import EditCase, Example
 from .editing import EditingSystem
 from .encoding import Batch, encode_examples
 from .factored_updates import FactoredUpdates, applied, edits_are_low_rank
+from .factors import linear_io
 from .metrics import EditRecord
 from .models import Params, position_logits
 
@@ -71,28 +72,17 @@ def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> l
     """Per example of ``batch``: ``{name: (x, δ)}`` of the edited weights ``params``, as
     :func:`lime_toolkit.factors.capture_factors` gives for that example alone (detached; tokens
     where x or δ is all zero, padding among them, dropped)."""
-    modules = {name: model.get_submodule(name.rsplit(".", 1)[0]) for name in params}
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    handles = []
-    for name, module in modules.items():
-        def hook(mod, args, output, _name=name):
-            seen[_name] = (args[0], output)
-        handles.append(module.register_forward_hook(hook))
     leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
-    try:
-        with torch.enable_grad():
-            logits = position_logits(model, batch, leaves)
-            target = batch.labels != -100
-            per_position = F.cross_entropy(logits, batch.labels, ignore_index=-100, reduction="none")
-            # each example's own mean: its positions weigh 1 / (its number of targets)
-            counts = torch.bincount(batch.rows[target], minlength=len(batch.examples)).to(per_position.dtype)
-            weight = torch.where(target, 1.0 / counts.clamp(min=1)[batch.rows], torch.zeros_like(per_position))
-            loss = (per_position * weight).sum()
-            names = list(seen)
-            grads = torch.autograd.grad(loss, [seen[n][1] for n in names], allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
+    with linear_io(model, params) as seen, torch.enable_grad():
+        logits = position_logits(model, batch, leaves)
+        target = batch.labels != -100
+        per_position = F.cross_entropy(logits, batch.labels, ignore_index=-100, reduction="none")
+        # each example's own mean: its positions weigh 1 / (its number of targets)
+        counts = torch.bincount(batch.rows[target], minlength=len(batch.examples)).to(per_position.dtype)
+        weight = torch.where(target, 1.0 / counts.clamp(min=1)[batch.rows], torch.zeros_like(per_position))
+        loss = (per_position * weight).sum()
+        names = list(seen)
+        grads = torch.autograd.grad(loss, [seen[n][1] for n in names], allow_unused=True)
     out: list[ExampleFactors] = [{} for _ in batch.examples]
     for name, delta in zip(names, grads):
         x, y = seen[name]

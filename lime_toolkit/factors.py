@@ -5,6 +5,9 @@ captures both with forward hooks and ``torch.autograd.grad`` on the layer output
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +23,23 @@ def edit_loss(model: nn.Module, batch: Batch, params: Params | None = None) -> t
     return F.cross_entropy(position_logits(model, batch, params), batch.labels, ignore_index=-100)
 
 
+@contextmanager
+def linear_io(model: nn.Module, names) -> Iterator[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Within the block, the returned dict maps each edited weight name (``module.weight``) to the
+    (input, output) of its module's last forward call; the hooks are removed on leaving."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+    for name in names:
+        def hook(mod, args, output, _name=name):
+            seen[_name] = (args[0], output)
+        handles.append(model.get_submodule(name.rsplit(".", 1)[0]).register_forward_hook(hook))
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def capture_factors(model: nn.Module, batch: Batch, params: Params, create_graph: bool = False) -> tuple[torch.Tensor, Factors]:
     """Run the edit loss under ``params`` and return ``(loss, {name: (x, δ)})``.
 
@@ -27,24 +47,13 @@ def capture_factors(model: nn.Module, batch: Batch, params: Params, create_graph
     ``create_graph`` the factors stay differentiable (second-order editors); otherwise they are
     detached.
     """
-    modules = {name: model.get_submodule(name.rsplit(".", 1)[0]) for name in params}
-    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    handles = []
-    for name, module in modules.items():
-        def hook(mod, args, output, _name=name):
-            seen[_name] = (args[0], output)
-        handles.append(module.register_forward_hook(hook))
     # the graph needs a leaf that requires grad: the edited weights themselves
     leaves = {n: (t if t.requires_grad else t.detach().requires_grad_()) for n, t in params.items()}
-    try:
-        with torch.enable_grad():
-            loss = edit_loss(model, batch, leaves)
-            names = list(seen)
-            outputs = [seen[n][1] for n in names]
-            grads = torch.autograd.grad(loss, outputs, create_graph=create_graph, allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
+    with linear_io(model, params) as seen, torch.enable_grad():
+        loss = edit_loss(model, batch, leaves)
+        names = list(seen)
+        outputs = [seen[n][1] for n in names]
+        grads = torch.autograd.grad(loss, outputs, create_graph=create_graph, allow_unused=True)
     factors: Factors = {}
     for name, out, delta in zip(names, outputs, grads):
         x = seen[name][0]
