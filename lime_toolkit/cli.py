@@ -294,6 +294,8 @@ def _run_dir_arg(fn):
               help="Batch editing: K edits in one step (with --sequential: N edits in steps of K).")
 @click.option("--name", help="File stem under RUN_DIR/eval/ (default from the setting, e.g. test_en-to-all).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON document here.")
+@click.option("--records", type=click.Path(dir_okay=False), help="Also write every edit's outcome here (JSON lines: "
+              "case, edit language, target, the case's metadata, took per parallel input, kept per unrelated one).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 32; 1: one "
               "at a time). Only editors whose edits are low-rank (mend, et) batch; the records do not depend on it.")
 @click.option("--quiet", is_flag=True, help="Only print the results (no progress).")

@@ -2,6 +2,8 @@
 rich tables, write files. The commands themselves are declared in :mod:`lime_toolkit.cli`."""
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 from rich.console import Console
@@ -109,8 +111,11 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
     json_path, name, batch_size = flags.pop("json_path"), flags.pop("name"), flags.pop("batch_size")
     n_seq, k_batch = flags.pop("sequential", None), flags.pop("batch_edits", None)
+    records_path = flags.pop("records", None)
     parse_max_edits(overrides["max_edits"])  # fail before loading anything
     many = n_seq is not None or k_batch is not None
+    if many and records_path:
+        raise UserError("--records writes single-edit outcomes; drop it or drop --sequential/--batch-edits")
     if many:
         from .sequential import check_counts
 
@@ -118,6 +123,7 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     from .rundir import check_output_file
 
     check_output_file(json_path, "--json")
+    check_output_file(records_path, "--records")
     if name is not None and (not name.strip() or "/" in name or "\\" in name or name.startswith(".")):
         raise UserError(f"--name '{name}' must be a plain file stem (no '/', not starting with '.')")
     from .preflight import check_language_specs, command_config
@@ -152,8 +158,10 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
             doc = evaluate_sequential_run(run, overrides, n_seq, k_batch, seeds, checkpoint if run_dir else None,
                                           **common)
         else:
+            outcomes: list[dict] = []
+            keep = (lambda seed, rows: outcomes.extend({"seed": seed, **row} for row in rows)) if records_path else None
             doc = evaluate_run(run, overrides, seeds, checkpoint if run_dir else None, batch_size=batch_size,
-                               **common)
+                               on_records=keep, **common)
     cfg_eval = run.config["eval"]
     if name is None:
         name = setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
@@ -171,6 +179,10 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
         from .cache import write_json_atomic
 
         write_json_atomic(Path(json_path), doc)
+    if records_path:
+        from .cache import write_text_atomic
+
+        write_text_atomic(Path(records_path), "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in outcomes))
     out = Console()
     out.print(language_table(doc))
     out.print(eval_language_table(doc))
@@ -178,7 +190,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     out.print(matrix_table(doc["con_matrix"], "con[l_e][l_r] (%)"))
     if "sequential" in doc:
         out.print(stage_table(doc))
-    out.print(f"written: {', '.join(str(p) for p in paths.values())}" + (f", {json_path}" if json_path else ""))
+    extra = [str(p) for p in (json_path, records_path) if p]
+    out.print(f"written: {', '.join([str(p) for p in paths.values()] + extra)}")
     return doc
 
 

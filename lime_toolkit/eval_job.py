@@ -94,13 +94,15 @@ def run_setting(run: Run, checkpoint: str | None = None) -> dict:
 
 def evaluate_run(run: Run, overrides: dict, seeds: list[int] | None = None, checkpoint: str | None = None,
                  on_edit: Callable[[], None] | None = None, runs_by_seed: Callable[[int], Run] | None = None,
-                 on_total: Callable[[int], None] | None = None, batch_size: int | None = None) -> dict:
+                 on_total: Callable[[int], None] | None = None, batch_size: int | None = None,
+                 on_records: Callable[[int, list[dict]], None] | None = None) -> dict:
     """Evaluate ``run``'s editor as it is loaded, once per seed (default: the run's seed), and
     return the evaluation document. ``runs_by_seed(seed)`` may give a different run per seed (an
     untrained editor rebuilt with that seed); otherwise every seed uses ``run`` and only the
     sampling of update/retain inputs changes. ``on_total(n)`` is told the number of edits to come
     (for a progress bar), ``on_edit()`` after each. ``batch_size``: edits made and checked together
-    (:class:`~lime_toolkit.evaluation.EvalSettings`; None: the default)."""
+    (:class:`~lime_toolkit.evaluation.EvalSettings`; None: the default). ``on_records(seed, outcomes)``
+    receives every edit's outcome (:func:`lime_toolkit.evaluation.outcome`) per seed."""
     from .evaluation import evaluate
     from .reporting import eval_document
 
@@ -115,7 +117,8 @@ def evaluate_run(run: Run, overrides: dict, seeds: list[int] | None = None, chec
             if on_total and not results:
                 on_total(count_edits(cases, settings) * len(seeds))
         results[seed] = evaluate(current.system, current.tokenizer, current.task, cases, pool,
-                                 dataclasses.replace(settings, seed=seed, batch_size=batch_size), on_edit)
+                                 dataclasses.replace(settings, seed=seed, batch_size=batch_size), on_edit,
+                                 on_records=(lambda rows, s=seed: on_records(s, rows)) if on_records else None)
     setting = {**run_setting(run, checkpoint), "split": split, "edit_langs": settings.edit_langs,
                "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
                "max_edits": settings.max_edits}

@@ -116,16 +116,29 @@ def edit_records(system: EditingSystem, tokenizer, task: str, jobs, batch_size: 
     return records
 
 
+def outcome(job: EditJob, record: EditRecord) -> dict:
+    """One edit's outcome as plain JSON: the case, its edit language and target, the case's scalar
+    metadata (e.g. the relation), whether each parallel input took the target and whether each
+    unrelated input kept its prediction."""
+    meta = {k: v for k, v in (job.case.meta or {}).items() if isinstance(v, (str, int, float, bool))}
+    return {"case": job.case.id, "edit_lang": job.lang, "target": job.case.inputs[job.lang].target, "meta": meta,
+            "took": [[lang, ok] for lang, ok in record.updates], "kept": [[lang, ok] for lang, ok in record.retains]}
+
+
 def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase], pool: dict[str, list[Example]],
-             settings: EvalSettings, on_edit: Callable[[], None] | None = None) -> dict:
-    """Run every edit (up to ``max_edits`` per edit language) and summarise them."""
+             settings: EvalSettings, on_edit: Callable[[], None] | None = None,
+             on_records: Callable[[list[dict]], None] | None = None) -> dict:
+    """Run every edit (up to ``max_edits`` per edit language) and summarise them. ``on_records``
+    is given one :func:`outcome` per edit, in the order they were made."""
     was_training = system.training
     system.eval()
     try:
-        records = edit_records(system, tokenizer, task, plan_edits(cases, pool, settings), settings.batch_size,
-                               on_edit)
+        jobs = list(plan_edits(cases, pool, settings))
+        records = edit_records(system, tokenizer, task, jobs, settings.batch_size, on_edit)
     finally:
         system.train(was_training)
+    if on_records:
+        on_records([outcome(job, record) for job, record in zip(jobs, records)])
     if not records:
         raise UserError("no edits to evaluate: the split has no cases in the chosen edit languages")
     return summarise(records, settings.edit_langs, settings.eval_langs, intervals=settings.intervals)

@@ -291,6 +291,24 @@ def test_evaluate_command_writes_documents(tmp_path, run_dir):
     assert {k: loop[k] for k in keys} == {k: again[k] for k in keys}
 
 
+def test_evaluate_records_are_the_edits_behind_the_numbers(tmp_path, run_dir):
+    """--records writes one line per edit; its outcomes recompute the document's matrices exactly."""
+    path, doc_path = tmp_path / "edits.jsonl", tmp_path / "doc.json"
+    invoke("evaluate", run_dir, "--records", path, "--json", doc_path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    doc = json.loads(doc_path.read_text())
+    assert len(rows) == doc["edits"] > 0 and {r["seed"] for r in rows} == {doc["setting"]["seeds"][0]}
+    assert all(r["case"] and r["target"] and r["meta"] is not None for r in rows)
+    for key, name in (("took", "acc_matrix"), ("kept", "con_matrix")):
+        cells = {}
+        for r in rows:
+            for lang, ok in r[key]:
+                cells.setdefault((r["edit_lang"], lang), []).append(ok)
+        assert {le: {l: sum(v) / len(v) for (e, l), v in cells.items() if e == le} for le in doc[name]} == doc[name]
+    refused = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--sequential", "2", "--records", str(path)])
+    assert refused.exit_code != 0 and "--records" in refused.output and len(refused.output.strip().splitlines()) == 1
+
+
 def test_edit_command_and_saved_model(toy, tmp_path, run_dir):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
