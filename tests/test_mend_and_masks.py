@@ -282,3 +282,67 @@ def test_mend_last_layer_is_linear_and_can_subtract():
         x_t, _ = editor.transform(name, x, d, None)
         assert bool((x_t < x - 1e-6).any()) is can_subtract
         assert net.layers[-1].linear is linear_last and not net.layers[0].linear
+
+
+# -- the hard-concrete gate and the masks' edges (mutation-testing survivors, docs/testing.md) ------
+
+def hard_concrete_gate(r: float, log_alpha: float, beta=2 / 3, gamma=-0.1, zeta=1.1, eps=1e-6) -> float:
+    """Louizos et al. (2018), eq. 10 with u = ε + (1 − 2ε)·r for r ~ U(0, 1), written out in float64."""
+    u = eps + (1 - 2 * eps) * r
+    s = 1 / (1 + math.exp(-(math.log(u) - math.log(1 - u) + log_alpha) / beta))
+    return min(1.0, max(0.0, s * (zeta - gamma) + gamma))
+
+
+def test_training_gate_is_the_hard_concrete_sample_of_its_noise(monkeypatch):
+    from lime_toolkit_plugins.masks.hard_concrete import HardConcreteConfig, HardConcreteMask
+
+    gate = HardConcreteMask(4, HardConcreteConfig()).train()
+    noise = torch.tensor([0.25, 0.5, 0.8, 0.1])
+    with torch.no_grad():
+        gate.log_alpha.copy_(torch.tensor([0.0, 0.3, -1.0, 1.5]))
+        gate.scale.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))
+    monkeypatch.setattr(torch, "rand_like", lambda t: noise.clone())
+    expected = [hard_concrete_gate(r, a) for r, a in zip(noise.tolist(), gate.log_alpha.tolist())]
+    assert all(0.0 < z < 1.0 for z in expected)  # inside the stretch: the clamp hides nothing here
+    torch.testing.assert_close(gate.gate(), torch.tensor(expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gate(), gate.scale.detach() * torch.tensor(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_training_gate_stays_finite_at_the_ends_of_the_noise(monkeypatch):
+    """torch.rand gives [0, 1): at 0 and at the largest float below 1 the noise u stays inside
+    (0, 1), so log u and log(1 − u) are finite and the gate is a number in [0, 1]."""
+    from lime_toolkit_plugins.masks.hard_concrete import HardConcreteConfig, HardConcreteMask
+
+    gate = HardConcreteMask(2, HardConcreteConfig()).train()
+    ends = torch.tensor([0.0, 1.0 - 2.0 ** -24])
+    monkeypatch.setattr(torch, "rand_like", lambda t: ends.clone())
+    z = gate.gate()
+    assert torch.isfinite(z).all() and ((z >= 0) & (z <= 1)).all()
+    assert z.tolist() == [0.0, 1.0]  # log α ≈ 0: the extreme noise pins the gate shut / open
+
+
+def test_expected_l0_has_a_gradient_unless_asked_not_to():
+    from lime_toolkit_plugins.masks.hard_concrete import HardConcreteConfig, HardConcreteMask
+
+    gate = HardConcreteMask(3, HardConcreteConfig())
+    assert gate.expected_l0().requires_grad and not gate.expected_l0(differentiable=False).requires_grad
+    torch.testing.assert_close(gate.expected_l0().detach(), gate.expected_l0(differentiable=False))
+
+
+def test_l0_masks_keep_the_factors_dtype():
+    """A half-precision model's factors stay in its precision (the gates are float32)."""
+    masks = l0().eval()
+    x, d = factors("enc.0.up.weight")
+    x_m, d_m = masks.apply("enc.0.up.weight", "de", x.bfloat16(), d.bfloat16())
+    assert x_m.dtype == d_m.dtype == torch.bfloat16
+    x_f, d_f = masks.apply("enc.0.up.weight", "de", x, d)
+    torch.testing.assert_close(x_m.float(), x_f, rtol=0.02, atol=1e-3)
+    torch.testing.assert_close(d_m.float(), d_f, rtol=0.02, atol=1e-6)
+
+
+def test_l0_penalty_of_no_language_is_a_zero_on_the_masks_device():
+    masks = l0().to("meta")  # a device that is not the CPU, on any machine
+    assert masks.penalty([]).device.type == "meta" and masks.penalty([]).shape == ()
+    # masks built for no language have no parameters: the zero is then on the CPU
+    empty = L0Masks(MaskSetup(dict(SHAPES), [], {}))
+    assert list(empty.parameters()) == [] and empty.penalty([]).item() == 0.0
