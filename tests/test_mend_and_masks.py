@@ -346,3 +346,67 @@ def test_l0_penalty_of_no_language_is_a_zero_on_the_masks_device():
     # masks built for no language have no parameters: the zero is then on the CPU
     empty = L0Masks(MaskSetup(dict(SHAPES), [], {}))
     assert list(empty.parameters()) == [] and empty.penalty([]).item() == 0.0
+
+
+def moved_off_identity(**options) -> MendEditor:
+    """A MEND editor whose residual is not zero (U and the bias drawn at random)."""
+    editor = mend(**options)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in editor.parameters():
+            if p.dim() >= 1 and not p.abs().sum():  # U and the biases start at 0
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return editor
+
+
+def layer_norm(v: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    sigma = ((v - v.mean(-1, keepdim=True)) ** 2).mean(-1, keepdim=True).sqrt() + eps
+    return (v - v.mean(-1, keepdim=True)) / sigma, sigma
+
+
+def test_mend_output_spaces_differ_by_the_inverse_normalisation():
+    """``normalised`` returns LN(v) + R, ``input`` returns v + σ ⊙ R with the same residual R:
+    the residual is mapped back to each factor's own units (method notes §5)."""
+    name = "enc.0.up.weight"
+    x, d = factors(name)
+    in_x, in_d = moved_off_identity().transform(name, x, d, None)
+    norm_x, norm_d = moved_off_identity(output_space="normalised").transform(name, x, d, None)
+    (ln_x, sigma_x), (ln_d, sigma_d) = layer_norm(x), layer_norm(d)
+    r_x, r_d = norm_x - ln_x, norm_d - ln_d
+    assert r_x.abs().max() > 0.1 and r_d.abs().max() > 0.1  # the residual is really there
+    torch.testing.assert_close(in_x, x + sigma_x * r_x, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(in_d, d + sigma_d * r_d, rtol=1e-4, atol=1e-7)
+
+
+def test_normalise_is_a_per_token_layer_norm_and_a_constant_factor_gives_zeros():
+    from lime_toolkit_plugins.mend.network import normalise
+
+    v = torch.tensor([[1.0, 2.0, 3.0, 6.0], [0.0, 0.0, 0.0, 0.0], [-2.0, -2.0, -2.0, -2.0]])
+    n, scale = normalise(v, 1e-8)
+    expected, sigma = layer_norm(v)
+    torch.testing.assert_close(n, expected)
+    torch.testing.assert_close(scale, sigma)
+    assert (scale > 0).all()  # a constant token (an all-zero δ row) has scale eps, not 0 or below
+    assert n[1:].abs().max() == 0
+
+
+def test_mend_refuses_factors_of_the_wrong_width_saying_which():
+    editor = mend()
+    name = "enc.0.up.weight"  # (out 12, in 5)
+    x, d = factors(name, tokens=3)
+    with pytest.raises(ValueError) as err:
+        editor.transform(name, torch.randn(3, 6), d, None)
+    assert str(err.value) == "mend: factors of 'enc.0.up.weight' have widths 6, 12; expected 5, 12"
+    with pytest.raises(ValueError) as err:
+        editor.transform(name, x, torch.randn(3, 11), None)
+    assert str(err.value) == "mend: factors of 'enc.0.up.weight' have widths 5, 11; expected 5, 12"
+
+
+def test_l0_unknown_language_or_weight_names_what_the_masks_have():
+    with pytest.raises(UserError) as err:
+        l0().apply("enc.9.up.weight", "en", *factors("enc.0.up.weight"))
+    assert str(err.value) == ("no LiME masks for weight 'enc.9.up.weight'; the masks were built for: "
+                              "enc.0.up.weight, enc.0.down.weight, enc.1.up.weight")
+    with pytest.raises(UserError) as err:
+        L0Masks(MaskSetup(dict(SHAPES), [], {})).penalty(["en"])
+    assert str(err.value) == "no LiME masks for edit language 'en'; the masks were built for: none"
