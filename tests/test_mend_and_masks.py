@@ -410,3 +410,52 @@ def test_l0_unknown_language_or_weight_names_what_the_masks_have():
     with pytest.raises(UserError) as err:
         L0Masks(MaskSetup(dict(SHAPES), [], {})).penalty(["en"])
     assert str(err.value) == "no LiME masks for edit language 'en'; the masks were built for: none"
+
+
+def test_network_residual_by_hand():
+    """r_k(h) = clamp(s ⊙ (U V h + b) + t, min=0) (no clamp on a linear last layer), each layer
+    seeing h0 plus the residual so far; written out here with random U, b, s and t."""
+    from lime_toolkit_plugins.mend.network import SharedEditorNetwork
+
+    torch.manual_seed(3)
+    dim, rank, tokens = 6, 3, 4
+    net = SharedEditorNetwork(dim, rank, n_layers=2, linear_last=True)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.u.normal_()
+            layer.bias.normal_()
+    scales, shifts = torch.rand(2, dim) + 0.5, torch.randn(2, dim)
+    h0 = torch.randn(tokens, dim)
+
+    def branch(layer, h, s, t, clamp):
+        out = s * (h @ layer.v.T @ layer.u.T + layer.bias) + t
+        return out.clamp(min=0) if clamp else out
+
+    r1 = branch(net.layers[0], h0, scales[0], shifts[0], clamp=True)
+    r2 = branch(net.layers[1], h0 + r1, scales[1], shifts[1], clamp=False)
+    assert (r1 == 0).any() and (r1 > 0).any() and (r2 < 0).any()  # both sides of the clamp are used
+    torch.testing.assert_close(net.residual(h0, scales, shifts), r1 + r2)
+
+
+@pytest.mark.parametrize("spelling, clamps", [("true", True), (" Yes ", True), ("1", True), ("ON", True),
+                                              ("false", False), ("No", False), ("0", False), ("off", False)])
+def test_l0_boolean_options_written_as_words(spelling, clamps):
+    masks = l0(clamp_log_alpha=spelling)
+    gate = masks.gates["en"]["enc__0__up__weight"]["x"]
+    with torch.no_grad():
+        gate.log_alpha[0] = 50.0
+    masks.before_optimizer_step()
+    assert gate.log_alpha[0].item() == (pytest.approx(math.log(100)) if clamps else 50.0)
+
+
+def test_l0_boolean_option_that_is_no_boolean_is_one_clear_error():
+    with pytest.raises(UserError) as err:
+        l0(penalty_gradient="maybe")
+    assert str(err.value) == "masks: option penalty_gradient must be true or false (got 'maybe')"
+
+
+def test_mend_unknown_weight_names_the_weights_it_has():
+    with pytest.raises(KeyError) as err:
+        mend().step_size("enc.9.up.weight")
+    assert err.value.args[0] == ("mend has no parameters for weight 'enc.9.up.weight'; it was built for: "
+                                 "enc.0.up.weight, enc.0.down.weight, enc.1.up.weight")
