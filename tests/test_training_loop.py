@@ -9,6 +9,7 @@ decisions are known in advance; the training steps themselves are real (MEND on 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ from lime_toolkit.checkpoint import load_checkpoint, verify
 from lime_toolkit.config import defaults
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
+from lime_toolkit.errors import UserError
 from lime_toolkit.run import Run
 from lime_toolkit.sampler import CrossLingualSampler
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
@@ -39,14 +41,14 @@ def base():
                            data=ToyDataset())
 
 
-def make_run(base, out: Path, **train_options) -> Run:
+def make_run(base, out: Path, seed: int = 3, editor_seed: int = 1, **train_options) -> Run:
     config = defaults()
     config["train"].update(langs="all", accumulate=1, val_edits=1, retain_per_edit=1, patience=0, lr=1e-3,
                            **WEIGHTS)
     config["train"].update(train_options)
-    config["seed"] = 3
+    config["seed"] = seed
     shapes = {n: tuple(p.shape) for n, p in base.model.named_parameters() if n in base.names}
-    torch.manual_seed(1)
+    torch.manual_seed(editor_seed)
     editor = MendEditor(EditorSetup(base.model, shapes, base.data.languages, {"rank": 4, "step_size_init": 1.0}))
     system = EditingSystem(base.model, base.names, editor, None)
     return Run(config, base.data, base.model, base.tok, system, out, torch.device("cpu"))
@@ -220,3 +222,61 @@ def test_a_process_other_than_the_main_one_draws_its_own_edits_and_writes_nothin
     assert reduced and set(reduced) == {torch.distributed.ReduceOp.SUM}
     ckpt = run.out / "checkpoints"
     assert not ckpt.exists() or not any(ckpt.iterdir())
+
+
+def test_a_resume_with_another_seed_is_refused_and_changes_no_checkpoint(base, tmp_path, monkeypatch):
+    """The sampler's draws depend on the seed: resuming with another one is one clear error, and
+    the refused run writes nothing (init still holds the first run's untrained editor)."""
+    script_validation(monkeypatch, [0.0, 0.5])
+    train(make_run(base, tmp_path / "run", max_steps=2, val_every=1), Monitor())
+    ckpt = tmp_path / "run" / "checkpoints"
+    files = {p: p.read_bytes() for p in sorted(ckpt.rglob("*")) if p.is_file()}
+    other = make_run(base, tmp_path / "run", seed=4, editor_seed=9, max_steps=4, val_every=1)
+    with pytest.raises(UserError) as err:
+        train(other, Monitor())
+    assert str(err.value) == (
+        f"'{ckpt / 'last'}' was drawn with sampler {{'seed': 3, 'draws_per_step': 1}}, this run draws "
+        f"{{'seed': 4, 'draws_per_step': 1}}; resume with the same seed, accumulate and number of processes, "
+        f"or use another --out")
+    assert {p: p.read_bytes() for p in sorted(ckpt.rglob("*")) if p.is_file()} == files
+
+
+def test_a_last_checkpoint_whose_state_lacks_the_runs_position_is_named_damaged(base, tmp_path, monkeypatch):
+    script_validation(monkeypatch, [0.0, 0.5])
+    train(make_run(base, tmp_path / "run", max_steps=2, val_every=1), Monitor())
+    ckpt = tmp_path / "run" / "checkpoints"
+    state = json.loads((ckpt / "last" / "state.json").read_text())
+    del state["stale"]
+    (ckpt / "last" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(UserError) as err:
+        train(make_run(base, tmp_path / "run", max_steps=4, val_every=1), Monitor())
+    assert str(err.value) == (
+        f"checkpoint '{ckpt / 'last'}' is damaged (its state has no 'stale'); to resume from the previous "
+        f"checkpoint, replace it with '{ckpt / 'previous'}' (rm -r {ckpt / 'last'} && mv {ckpt / 'previous'} "
+        f"{ckpt / 'last'}), or start afresh with another --out")
+
+
+class MainOfTwo(OtherProcess):
+    is_main_process, num_processes, process_index = True, 2, 0
+
+
+def test_the_main_process_of_two_draws_the_first_edits_and_records_both_processes_draws(base, tmp_path,
+                                                                                       monkeypatch):
+    import accelerate
+
+    script_validation(monkeypatch, [0.0, 0.5])
+    monkeypatch.setattr(accelerate, "PartialState", MainOfTwo)
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor, op: tensor.mul_(2))
+    seen = []
+    real = training.meta_loss
+    monkeypatch.setattr(training, "meta_loss", lambda run, sample, weights: (seen.append(sample),
+                                                                            real(run, sample, weights))[1])
+    run = make_run(base, tmp_path / "run", max_steps=2, val_every=1, accumulate=3)
+    train(run, Monitor())
+    sampler = CrossLingualSampler(base.data.edit_cases("train"), base.data.locality_pool("train"),
+                                  run.roles("all"), n_retain=1, seed=3, n_update=int(run.config["train"]
+                                                                                      ["update_per_edit"]))
+    assert seen == [sampler.draw(step, micro) for step in range(2) for micro in range(3)]
+    last = verify(run.out / "checkpoints" / "last")
+    assert last["sampler"] == {"seed": 3, "draws_per_step": 6, "step": 2}
+    assert isinstance(last["sampler"]["draws_per_step"], int)
