@@ -70,12 +70,18 @@ class Monitor:
         pass
 
 
+ON_EDITS: list = []
+
+
 def script_validation(monkeypatch, succs: list[float]) -> list:
-    """Replace the validation by the given succ values, in order; returns the list of its calls."""
+    """Replace the validation by the given succ values, in order; returns the list of its calls'
+    settings (and ``ON_EDITS``, the ``on_edit`` each call was given)."""
     calls = []
+    ON_EDITS.clear()
 
     def evaluate(system, tokenizer, task, cases, pool, settings, on_edit=None):
         calls.append(settings)
+        ON_EDITS.append(on_edit)
         return {"succ": succs[len(calls) - 1], "acc": 0.0, "con": 0.0}
 
     monkeypatch.setattr(training, "evaluate", evaluate)
@@ -98,6 +104,7 @@ def test_checkpoints_hold_init_the_best_validation_and_the_runs_position(base, t
     assert monitor.validations == [(1, 0.0, True), (2, 0.5, True), (3, 0.5, False), (4, 0.25, False)]
     assert [s for s, _ in monitor.steps] == [1, 2, 3, 4]
     assert calls == [training.validation_settings(run)] * 4
+    assert ON_EDITS == [monitor.on_edit] * 4  # the validation's edits reach the monitor (progress)
     ckpt = run.out / "checkpoints"
     assert verify(ckpt / "init")["step"] == 0
     assert verify(ckpt / "best")["step"] == 2 and verify(ckpt / "best")["val"]["succ"] == 0.5
@@ -280,3 +287,54 @@ def test_the_main_process_of_two_draws_the_first_edits_and_records_both_processe
     last = verify(run.out / "checkpoints" / "last")
     assert last["sampler"] == {"seed": 3, "draws_per_step": 6, "step": 2}
     assert isinstance(last["sampler"]["draws_per_step"], int)
+
+
+def test_the_speed_reported_is_steps_per_second_of_training_alone(base, tmp_path, monkeypatch):
+    """A clock that advances 0.25 s at every reading: each step takes 0.25 s, so 4 steps/s, the
+    validation's time not counted; a clock that stands still gives a large finite speed."""
+    class Speeds(Monitor):
+        def on_step(self, step, terms, steps_per_s):
+            self.steps.append((step, steps_per_s))
+
+    script_validation(monkeypatch, [0.0, 0.5])
+    readings = iter(i * 0.25 for i in range(1, 100))
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    monitor = Speeds()
+    train(make_run(base, tmp_path / "run", max_steps=3, val_every=2), monitor)
+    assert monitor.steps == [(1, 4.0), (2, 4.0), (3, 4.0)]
+    script_validation(monkeypatch, [0.0])
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: 7.0))
+    still = Speeds()
+    train(make_run(base, tmp_path / "still", max_steps=1, val_every=1), still)
+    assert still.steps == [(1, pytest.approx(1e9))]
+
+
+def test_one_step_averages_the_gradients_of_its_draws(base, tmp_path, monkeypatch):
+    """The gradient the optimiser step sees (just before clipping) is the mean over the step's
+    ``accumulate`` draws of each draw's meta-loss gradient, computed here draw by draw."""
+    script_validation(monkeypatch, [0.0])
+    run = make_run(base, tmp_path / "run", max_steps=1, val_every=1, accumulate=3, clip=1e9)
+    sampler = CrossLingualSampler(base.data.edit_cases("train"), base.data.locality_pool("train"),
+                                  run.roles("all"), n_retain=1, seed=3,
+                                  n_update=int(run.config["train"]["update_per_edit"]))
+    params = [p for p in run.system.editor.parameters()]
+    run.system.train()
+    expected = [torch.zeros_like(p) for p in params]
+    for micro in range(3):
+        grads = torch.autograd.grad(training.meta_loss(run, sampler.draw(0, micro), run.config["train"])["loss"],
+                                    params, allow_unused=True)
+        for e, g in zip(expected, grads):
+            if g is not None:
+                e += g / 3
+    seen = {}
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def clip(ps, max_norm):
+        seen.update({id(p): p.grad.clone() for p in ps if p.grad is not None})
+        return real_clip(ps, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    train(run, Monitor())
+    assert any(e.abs().max() > 0 for e in expected)
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(seen.get(id(p), torch.zeros_like(e)), e, rtol=1e-4, atol=1e-10)
