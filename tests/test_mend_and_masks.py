@@ -459,3 +459,28 @@ def test_mend_unknown_weight_names_the_weights_it_has():
         mend().step_size("enc.9.up.weight")
     assert err.value.args[0] == ("mend has no parameters for weight 'enc.9.up.weight'; it was built for: "
                                  "enc.0.up.weight, enc.0.down.weight, enc.1.up.weight")
+
+
+def test_l0_bad_choice_option_is_one_clear_error():
+    with pytest.raises(UserError) as err:
+        l0(penalty_reduction="max")
+    assert str(err.value) == "masks: option penalty_reduction must be one of mean, sum (got 'max')"
+
+
+def test_l0_analysis_vectors_are_log_alpha_by_default():
+    masks = l0()
+    pair = masks.gates["de"]["enc__0__down__weight"]
+    expected = torch.cat([pair["x"].log_alpha, pair["delta"].log_alpha]).detach()
+    assert torch.equal(masks.language_vectors("de")["enc.0.down.weight"], expected)
+
+
+def test_l0_hard_concrete_options_reach_every_gate():
+    """beta, gamma, zeta and eps from the options: every gate is built with them, and the
+    penalty at log α = 0 is sigmoid(−β log(−γ/ζ)) with the given values."""
+    from lime_toolkit_plugins.masks.hard_concrete import HardConcreteConfig
+
+    masks = l0(beta=0.5, gamma=-0.2, zeta=1.3, eps=1e-3, log_alpha_init_std=0.0)
+    wanted = HardConcreteConfig(beta=0.5, gamma=-0.2, zeta=1.3, eps=1e-3)
+    gates = [g for lang in LANGS for pair in masks.gates[lang].values() for g in pair.values()]
+    assert gates and all(g.config == wanted for g in gates)
+    assert masks.penalty(["en"]).item() == pytest.approx(1 / (1 + math.exp(0.5 * math.log(0.2 / 1.3))))
