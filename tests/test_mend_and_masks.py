@@ -484,3 +484,19 @@ def test_l0_hard_concrete_options_reach_every_gate():
     gates = [g for lang in LANGS for pair in masks.gates[lang].values() for g in pair.values()]
     assert gates and all(g.config == wanted for g in gates)
     assert masks.penalty(["en"]).item() == pytest.approx(1 / (1 + math.exp(0.5 * math.log(0.2 / 1.3))))
+
+
+def test_l0_hard_concrete_defaults_are_the_documented_ones():
+    from lime_toolkit_plugins.masks.hard_concrete import HardConcreteConfig
+
+    assert HardConcreteConfig() == HardConcreteConfig(beta=2 / 3, gamma=-0.1, zeta=1.1, eps=1e-6)
+    masks = l0()
+    assert all(g.config == HardConcreteConfig() for lang in LANGS for pair in masks.gates[lang].values()
+               for g in pair.values())
+
+
+@pytest.mark.parametrize("options", [dict(gamma=0.0), dict(zeta=1.0), dict(beta=0.0)])
+def test_l0_refuses_a_hard_concrete_without_its_stretch(options):
+    with pytest.raises(UserError) as err:
+        l0(**options)
+    assert str(err.value) == "masks: hard-concrete needs beta > 0 and gamma < 0 < 1 < zeta"
