@@ -500,3 +500,10 @@ def test_l0_refuses_a_hard_concrete_without_its_stretch(options):
     with pytest.raises(UserError) as err:
         l0(**options)
     assert str(err.value) == "masks: hard-concrete needs beta > 0 and gamma < 0 < 1 < zeta"
+
+
+def test_mend_n_layers_option_sets_the_networks_depth():
+    editor = mend(n_layers=3)
+    assert len(editor.network_for("enc.0.up.weight").layers) == 3
+    assert editor.scales["enc__0__up__weight"].shape == editor.shifts["enc__0__up__weight"].shape == (3, 17)
+    assert len(mend().network_for("enc.0.up.weight").layers) == 2  # the default
