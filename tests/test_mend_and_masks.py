@@ -507,3 +507,27 @@ def test_mend_n_layers_option_sets_the_networks_depth():
     assert len(editor.network_for("enc.0.up.weight").layers) == 3
     assert editor.scales["enc__0__up__weight"].shape == editor.shifts["enc__0__up__weight"].shape == (3, 17)
     assert len(mend().network_for("enc.0.up.weight").layers) == 2  # the default
+
+
+def test_mend_rank_and_depth_of_one_are_allowed_and_zero_is_refused():
+    assert mend(rank=1, n_layers=1).network_for("enc.0.up.weight").rank == 1
+    for options, got in ((dict(rank=0), "rank=0, n_layers=2"), (dict(n_layers=0), "rank=4, n_layers=0")):
+        with pytest.raises(UserError) as err:
+            mend(**options)
+        assert str(err.value) == f"mend: rank and n_layers must be positive (got {got})"
+
+
+def test_mend_norm_eps_option_is_the_normalisations_eps():
+    x, d = factors("enc.0.up.weight")
+    x_t, _ = mend(output_space="normalised", norm_eps=0.5).transform("enc.0.up.weight", x, d, None)
+    torch.testing.assert_close(x_t, layer_norm(x, eps=0.5)[0])
+
+
+def test_mend_documented_step_size_lr_and_option_errors():
+    assert mend().param_groups()[1]["lr"] == 1e-4
+    with pytest.raises(UserError) as err:
+        mend(output_space="raw")
+    assert str(err.value) == "mend: output_space must be one of input, normalised (got 'raw')"
+    with pytest.raises(UserError) as err:
+        MendEditor(EditorSetup(nn.Identity(), {"a.b": (2, 3), "a__b": (2, 3)}, ["en"], {"rank": 2}))
+    assert str(err.value) == "mend: edited weight names collide once '.' is replaced: ['a.b', 'a__b']"
