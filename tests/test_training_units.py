@@ -164,3 +164,11 @@ def test_load_best_finishes_an_interrupted_save_of_last_and_keeps_the_previous(t
     target = module(0.0)
     assert load_best(SimpleNamespace(out=tmp_path, system=target))["step"] == 2 and target.weight.item() == 2.0
     assert verify(ckpt / "previous")["step"] == 1  # the replaced last is kept as the way out
+
+
+def test_a_groups_own_rate_written_as_text_is_used_as_a_number():
+    """A plugin may give a group's lr as it read it from the config (text): it is checked and the
+    optimiser gets the number."""
+    editor = StubEditor(groups=[{"params": [nn.Parameter(torch.zeros(1))], "name": "net", "lr": "0.5"}])
+    assert rates(make_optimizer(run_of(editor, lr=0.1))) == [("net", 0.5, [(1,)])]
+    assert isinstance(make_optimizer(run_of(editor, lr=0.1)).param_groups[0]["lr"], float)
