@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .data import MASKED_LM, TARGET_SLOT, EditCase, Example
 from .dataset_api import Dataset, DatasetOptions
+from .hookspecs import hookimpl
 
 TOY_SUBJECTS = ["anna", "boris", "chen", "dara", "emil", "fumi", "gert", "hana"]
 TOY_OBJECTS = ["paris", "rome", "oslo", "lima"]
@@ -81,3 +82,12 @@ class ToyDataset(Dataset):
 
     def default_model(self):
         raise NotImplementedError("tests pass the model directly")
+
+
+class ToyPlugin:
+    """Registers :class:`ToyDataset` as the dataset ``toy``, the way a plugin package would
+    (``get_plugin_manager().register(ToyPlugin(), name)``)."""
+
+    @hookimpl
+    def register_datasets(self, register):
+        register("toy", ToyDataset, "toy facts")

@@ -23,15 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from lime_toolkit.cli import cli
-from lime_toolkit.hookspecs import hookimpl
 from lime_toolkit.plugin_manager import plugin_registered
-from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
-
-
-class ToyPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("toy", ToyDataset, "toy facts")
+from lime_toolkit.testing import ToyPlugin, save_tiny_masked_lm
 
 
 #: A quick MEND run on the toy world; the catalog's run directory is trained with these.

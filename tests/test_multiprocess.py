@@ -20,14 +20,8 @@ import torch
 
 SCRIPT = r'''
 import sys
-from lime_toolkit.hookspecs import hookimpl
 from lime_toolkit.plugin_manager import get_plugin_manager
-from lime_toolkit.testing import ToyDataset
-
-class ToyPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("toy", ToyDataset, "toy facts")
+from lime_toolkit.testing import ToyPlugin
 
 get_plugin_manager().register(ToyPlugin(), "toy")
 from lime_toolkit.cli import cli

@@ -99,14 +99,8 @@ def test_recover_finishes_an_interrupted_swap(tmp_path):
 SCRIPT = r'''
 import os, signal, sys
 from pathlib import Path
-from lime_toolkit.hookspecs import hookimpl
 from lime_toolkit.plugin_manager import get_plugin_manager
-from lime_toolkit.testing import ToyDataset
-
-class ToyPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("toy", ToyDataset, "toy facts")
+from lime_toolkit.testing import ToyPlugin
 
 get_plugin_manager().register(ToyPlugin(), "toy")
 mode, _, at = os.environ.get("KILL", "").partition(":")

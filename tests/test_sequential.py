@@ -12,7 +12,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lime_toolkit import hookimpl
 from lime_toolkit.cli import cli
 from lime_toolkit.plugin_manager import plugin_registered
 
@@ -29,7 +28,7 @@ from lime_toolkit.metrics import summarise
 from lime_toolkit.sampler import draw_unrelated
 from lime_toolkit.sequential import (check_counts, edit_step, plan_edits, sequential_evaluate, sequential_name,
                                      stage_points)
-from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm, tiny_masked_lm
+from lime_toolkit.testing import ToyDataset, ToyPlugin, save_tiny_masked_lm, tiny_masked_lm
 from lime_toolkit_plugins.masks.strategies import L0Masks
 from lime_toolkit_plugins.mend.editor import MendEditor
 
@@ -241,12 +240,6 @@ def test_every_case_comes_once_before_any_comes_again_and_unrelated_inputs_fall_
 
 
 # -- the command line --------------------------------------------------------------------------------
-
-class ToyPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("toy", ToyDataset, "toy facts")
-
 
 def test_evaluate_sequential_and_batch_from_the_command_line(tmp_path):
     """An ft run on the toy world: the JSON has the stages, the markdown their table, the report the

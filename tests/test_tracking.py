@@ -6,17 +6,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lime_toolkit import hookimpl
 from lime_toolkit.cli import cli
 from lime_toolkit.plugin_manager import plugin_registered
-from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
+from lime_toolkit.testing import ToyPlugin, save_tiny_masked_lm
 from lime_toolkit.tracking import flat_config, parse_log_with
-
-
-class ToyPlugin:
-    @hookimpl
-    def register_datasets(self, register):
-        register("toy", ToyDataset, "toy facts")
 
 
 def test_tensorboard_gets_every_step_and_validation(tmp_path):
