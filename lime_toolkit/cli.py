@@ -219,9 +219,8 @@ def prepare_base(dataset, data_dir, languages, out, seed):
     """Build the raw model a dataset's edits are made to (the demo's tiny masked LM, ...)."""
     from pathlib import Path
 
-    from .run import open_dataset
-
     from .cache import check_cache_writable
+    from .run import open_dataset
     from .rundir import check_out
 
     config = resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages, seed=seed)
@@ -283,7 +282,8 @@ def _run_dir_arg(fn):
 @click.option("--edit-langs", help="Edit languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--eval-langs", help="Update/retain languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--split", type=click.Choice(["train", "dev", "test"]), help="Split of the edits (default test).")
-@click.option("--n-update", type=click.IntRange(min=0), help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, 0).")
+@click.option("--n-update", type=click.IntRange(min=0),
+              help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, 0).")
 @click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
@@ -384,7 +384,6 @@ def grid(table, grid_file, config_path, seeds, out_dir, quiet, settings, **flags
     """Train and evaluate editors x training languages x masks x seeds; runs already finished are
     skipped; writes one table (mean ± std over seeds) as markdown and JSON."""
     from .cli_grid import run_grid
-
     from .eval_job import parse_seeds
 
     overrides = {**parse_settings(settings), **{k: v for k, v in {

@@ -3,7 +3,6 @@ rich tables, write files. The commands themselves are declared in :mod:`lime_too
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 from rich.console import Console

@@ -96,7 +96,8 @@ class Spec:
         if self.kind in ("int", "number"):
             text = "an integer" if self.kind == "int" else "a number"
             if self.low is not None and self.high is not None:
-                text += f" {'>' if self.low_open else '>='} {_num(self.low)} and {'<' if self.high_open else '<='} {_num(self.high)}"
+                low, high = ">" if self.low_open else ">=", "<" if self.high_open else "<="
+                text += f" {low} {_num(self.low)} and {high} {_num(self.high)}"
             elif self.low is not None:
                 text += f" {'>' if self.low_open else '>='} {_num(self.low)}"
             elif self.high is not None:

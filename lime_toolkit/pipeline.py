@@ -85,7 +85,8 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
     metrics["baselines"] = baselines if baselines is not None else {k: metrics[k] for k in ("acc", "con", "succ")}
     metrics["setting"] = {
         "dataset": run.config["dataset"], "editor": run.config["editor"], "masks": run.config["masks"],
-        "train_langs": run.config["train"]["langs"] if run.system.editor.trainable else "n/a", "split": split, "edit_langs": settings.edit_langs,
+        "train_langs": run.config["train"]["langs"] if run.system.editor.trainable else "n/a", "split": split,
+        "edit_langs": settings.edit_langs,
         "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
         "seed": run.config["seed"], "model": run.config["model"],
     }

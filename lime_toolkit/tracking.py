@@ -31,8 +31,8 @@ def parse_log_with(value: str | None) -> list[str]:
     if "all" in names:
         found = [str(t) for t in tracking.get_available_trackers()]
         if not found:
-            raise UserError(f"--log-with all: no tracker is installed; install one, e.g. "
-                            f"pip install 'lime-toolkit[tracking]' (tensorboard)")
+            raise UserError("--log-with all: no tracker is installed; install one, e.g. "
+                            "pip install 'lime-toolkit[tracking]' (tensorboard)")
         return found
     for name in names:
         if name not in PACKAGES:

@@ -26,7 +26,6 @@ from lime_toolkit.cli import cli
 from lime_toolkit.plugin_manager import plugin_registered
 from lime_toolkit.testing import ToyPlugin, save_tiny_masked_lm
 
-
 #: A quick MEND run on the toy world; the catalog's run directory is trained with these.
 TRAIN = ["--set", "train.val_every=1", "--set", "train.val_edits=2", "--set", "eval.max_edits=2",
          "--set", "editor_options.mend.rank=8"]

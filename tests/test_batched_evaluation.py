@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from lime_toolkit.architectures import editable_parameters
-from lime_toolkit.batched_evaluation import (DEFAULT_BATCH_SIZE, capture_example_factors, layer_stack,
-                                             resolve_batch_size)
-from lime_toolkit.factored_updates import FactoredUpdates, edits_are_low_rank
+from lime_toolkit.batched_evaluation import DEFAULT_BATCH_SIZE, capture_example_factors, layer_stack, resolve_batch_size
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.evaluation import EvalSettings, edit_records, evaluate, plan_edits
+from lime_toolkit.factored_updates import FactoredUpdates, edits_are_low_rank
 from lime_toolkit.factors import capture_factors
 from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
@@ -174,13 +173,17 @@ def test_a_factored_update_is_the_dense_update_applied():
 
 # -- every supported architecture, both tasks --------------------------------------------------------
 
-from test_architectures import ARCHITECTURES, TASKS, dataset_for  # noqa: E402
-from test_architectures import built  # noqa: E402,F401  (a fixture: pytest finds it by name)
+from test_architectures import (  # noqa: E402
+    ARCHITECTURES,
+    TASKS,
+    built,  # noqa: E402,F401  (a fixture: pytest finds it by name)
+    dataset_for,
+)
 
 
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("model_type", ARCHITECTURES)
-def test_batched_records_equal_the_loops_on_every_architecture(built, model_type, task):
+def test_batched_records_equal_the_loops_on_every_architecture(built, model_type, task):  # noqa: F811 (the fixture)
     """BERT, XLM-R, DistilBERT and DeBERTa-v2, masked LM and classification, the last layer edited:
     the edited pass starts after the shared first layers (DeBERTa-v2: computes them again)."""
     model, tok = built(model_type, task)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import BertTokenizer
 
 from lime_toolkit.data import MASKED_LM, SPLITS, TARGET_SLOT
 from lime_toolkit.dataset_api import DatasetOptions
@@ -24,7 +25,6 @@ from lime_toolkit_plugins.demo.tiny_model import (
 )
 from lime_toolkit_plugins.demo.vocabulary import LANGUAGES, RELATIONS
 from lime_toolkit_plugins.demo.wordpiece import bert_words, learn_vocabulary
-from transformers import BertTokenizer
 
 SMALL = DemoSettings.small()
 SMALL_RECALL_THRESHOLD = 0.8

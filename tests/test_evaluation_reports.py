@@ -23,7 +23,6 @@ from lime_toolkit.tables import paper_table, to_markdown
 from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
 from lime_toolkit.train_log import JsonlLogger, Tee, logged_monitor, read_train_log
 
-
 # -- metrics -------------------------------------------------------------------------------------
 
 def test_harmonic_hand_computed():

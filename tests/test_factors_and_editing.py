@@ -4,12 +4,12 @@ The sampler's invariants are in test_sampler_invariants.py; MEND, masks and the 
 model in test_method_invariants.py."""
 import torch
 
+from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.data import MASKED_LM, TARGET_SLOT, Example
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup, FactorEditor
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.factors import capture_factors, edit_loss
-from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
 
 

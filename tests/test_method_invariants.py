@@ -181,7 +181,7 @@ def test_meta_loss_of_mend_with_l0_matches_the_formula(world):
     force_gates(masks, "en", "open", scale=2.0)  # different masks: using en's would change θ_u
     alpha = 100.0
     system = EditingSystem(world.model, world.names, world.mend(step_size_init=alpha), masks).train()
-    case, other = world.cases[0], world.cases[2]
+    case = world.cases[0]
     sample = Sample(case, case.inputs["de"], [case.inputs["en"]],
                     [world.pool["en"][1], world.pool["de"][3], world.pool["en"][2]])
     terms = meta_loss(world.run(system), sample, WEIGHTS)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from lime_toolkit import hookimpl
 from lime_toolkit.cli import cli
 from lime_toolkit.errors import PluginError, UserError
-from lime_toolkit.plugin_manager import PluginManager, plugin_registered, get_plugin_manager, reset_plugin_manager
+from lime_toolkit.plugin_manager import PluginManager, get_plugin_manager, plugin_registered, reset_plugin_manager
 
 
 def fake_distribution(tmp_path, monkeypatch, name, module_source):

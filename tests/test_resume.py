@@ -18,8 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from lime_toolkit.checkpoint import (EDITOR_FILE, STATE_FILE, load_checkpoint, recover, save_checkpoint,
-                                     verify)
+from lime_toolkit.checkpoint import EDITOR_FILE, STATE_FILE, load_checkpoint, recover, save_checkpoint, verify
 from lime_toolkit.errors import UserError
 
 # -- in-process: what a checkpoint holds and how a damaged or half-swapped one is handled --------------

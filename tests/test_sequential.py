@@ -12,9 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.cli import cli
-from lime_toolkit.plugin_manager import plugin_registered
-
 from lime_toolkit.data import MASKED_LM
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup, FactorEditor, FullEditor
@@ -22,12 +21,11 @@ from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
 from lime_toolkit.evaluation import EvalSettings, edit_and_check
 from lime_toolkit.factors import edit_loss
-from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.metrics import summarise
+from lime_toolkit.plugin_manager import plugin_registered
 from lime_toolkit.sampler import draw_unrelated
-from lime_toolkit.sequential import (check_counts, edit_step, plan_edits, sequential_evaluate, sequential_name,
-                                     stage_points)
+from lime_toolkit.sequential import check_counts, edit_step, plan_edits, sequential_evaluate, sequential_name, stage_points
 from lime_toolkit.testing import ToyDataset, ToyPlugin, save_tiny_masked_lm, tiny_masked_lm
 from lime_toolkit_plugins.masks.strategies import L0Masks
 from lime_toolkit_plugins.mend.editor import MendEditor

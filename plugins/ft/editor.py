@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from lime_toolkit.editor_api import EditContext, EditorSetup, FullEditor, Params
 from lime_toolkit.config import Choice, Int, Positive
+from lime_toolkit.editor_api import EditContext, EditorSetup, FullEditor, Params
 from lime_toolkit.errors import UserError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}

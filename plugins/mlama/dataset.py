@@ -32,8 +32,7 @@ from lime_toolkit.data import MASKED_LM, SPLITS, TARGET_SLOT, EditCase, Example
 from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
 from lime_toolkit.errors import UserError
 
-from .reader import (OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate,
-                     read_language)
+from .reader import OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate, read_language
 from .settings import MlamaSettings
 
 RECALL_FILE = "recall.json"

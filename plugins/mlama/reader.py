@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lime_toolkit.cache import settings_key, write_json_atomic
-from lime_toolkit.jsonl import jsonl_rows
 from lime_toolkit.errors import UserError
+from lime_toolkit.jsonl import jsonl_rows
 
 RELEASE_DIR = "mlama1.1"
 SUBJECT_SLOT = "[X]"
@@ -44,7 +44,8 @@ class LanguageData:
         return sum(len(rows) for rows in self.facts.values())
 
     def to_json(self) -> dict:
-        return {"lang": self.lang, "templates": self.templates, "facts": {r: [list(x) for x in rows] for r, rows in self.facts.items()}}
+        facts = {r: [list(x) for x in rows] for r, rows in self.facts.items()}
+        return {"lang": self.lang, "templates": self.templates, "facts": facts}
 
     @classmethod
     def from_json(cls, obj: dict) -> "LanguageData":

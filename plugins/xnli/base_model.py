@@ -3,8 +3,9 @@
 Default: a tiny BERT built here, offline, in a few minutes of CPU: a WordPiece tokenizer trained on
 the XNLI text of the selected languages, ``BertForSequenceClassification`` (2 layers, hidden 64,
 eager attention) trained on the English pairs of the editing *train* split and selected on the
-English dev split, for at most ``epochs`` epochs or ``max_minutes``. With ``base_model`` (a hub id or directory, e.g. bert-base-multilingual-cased)
-that encoder is fine-tuned instead; the paper fine-tunes on the full English training set
+English dev split, for at most ``epochs`` epochs or ``max_minutes``. With ``base_model`` (a hub id
+or directory, e.g. bert-base-multilingual-cased) that encoder is fine-tuned instead; the paper
+fine-tunes on the full English training set
 (392,702 pairs), which is a GPU job (see docs/datasets.md).
 
 Accuracy per language on the test split is written to ``accuracy.json`` beside the model. The

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from lime_toolkit.cache import settings_key, write_json_atomic
 from lime_toolkit.errors import UserError
-from lime_toolkit.jsonl import utf8_lines
 from lime_toolkit.hub import hub_offline, hub_reachable
+from lime_toolkit.jsonl import utf8_lines
 
 #: The paper's language order; languages outside it (other data) follow alphabetically.
 PAPER_ORDER = ("en", "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")

@@ -27,7 +27,8 @@ def register_datasets(register):
 
 @hookimpl
 def register_mask_strategies(register):
-    register("shared", "lime_rescale.masks:SharedScale", description="one learned language-agnostic scale per weight (example plugin)")
+    register("shared", "lime_rescale.masks:SharedScale",
+             description="one learned language-agnostic scale per weight (example plugin)")
 
 
 @hookimpl
