@@ -152,3 +152,17 @@ def test_list_plugins_table_shows_every_plugin_and_what_it_provides():
     assert {"demo", "et", "ft", "ke", "masks", "mend", "mlama", "xnli"} <= set(rows)
     assert all(cells[1] == "lime-toolkit" and cells[-1] == "ok" for name, cells in rows.items()
                if name in {"demo", "et", "ft", "ke", "masks", "mend", "mlama", "xnli"})
+
+
+def test_the_suite_keeps_other_distributions_plugins_out(tmp_path, monkeypatch):
+    """conftest.py blocks every plugin another distribution provides (so a user's broken plugin
+    cannot fail this suite); the built-ins are never blocked."""
+    import os
+
+    from conftest import third_party_plugins
+
+    if third_party_plugins():  # this environment has some: the session blocks them
+        assert set(third_party_plugins()) <= {p.strip() for p in os.environ["LIME_TOOLKIT_BLOCK_PLUGINS"].split(",")}
+    fake_distribution(tmp_path, monkeypatch, "someones_editor", "LIME_TOOLKIT_API = '1'\n")
+    assert "someones_editor" in third_party_plugins()
+    assert not {"mend", "masks", "demo"} & set(third_party_plugins())
