@@ -50,8 +50,6 @@ from .sampler import Sample
 #: mBERT's shape (bert-base-multilingual-cased), built locally with random weights.
 MBERT_SHAPE = {"vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                "intermediate_size": 3072, "max_position_embeddings": 512}
-#: The paper's MEND rank for mBERT.
-MBERT_RANK = 1920
 ACCUMULATE = 4
 JSON_KEYS = ("edit_over_fwd", "edit_over_fwd_bwd", "step_over_fwd_bwd", "eval_batched_speedup", "eval_edits_per_s",
              "peak_memory_mb")
@@ -62,7 +60,7 @@ Log = Callable[[str], None]
 @dataclass
 class Subject:
     """A model to measure with what it needs: tokenizer, task, edit cases and locality pool, and the
-    editing system (MEND + l0) bound to it."""
+    editing system bound to it (the default configuration's editor and masks)."""
 
     name: str
     description: str
@@ -267,9 +265,16 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
 
 # -- the models ------------------------------------------------------------------------------------
 
+def default_config() -> dict:
+    """The default run's configuration (``lime-toolkit train`` with no flags)."""
+    from .config import load_config
+
+    return load_config()
+
+
 def demo_subject(device: torch.device, log: Log) -> Subject:
-    """The demo run's model (built into the cache on first use), editor options and data, with
-    MEND + l0 as ``lime-toolkit train`` builds them."""
+    """The default run's model (the default dataset's, built into the cache on first use), data and
+    editing system, as ``lime-toolkit train`` builds them."""
     from .config import load_config
     from .run import build_run
 
@@ -278,7 +283,7 @@ def demo_subject(device: torch.device, log: Log) -> Subject:
     return Subject("demo", "the demo model", run.model, run.tokenizer, run.task, run.cases("test"), run.pool("test"),
                    list(run.dataset.languages), run.system,
                    {"parameters": sum(p.numel() for p in run.model.parameters()),
-                    "mend_rank": run.system.editor.setup.option("rank", None)})
+                    "editor_options": dict(run.system.editor.setup.options)})
 
 
 def tiny_subject(device: torch.device) -> Subject:
@@ -291,30 +296,39 @@ def tiny_subject(device: torch.device) -> Subject:
     splits = ("train", "dev", "test")
     cases = [c for s in splits for c in data.edit_cases(s)]
     pool = {l: [e for s in splits for e in data.locality_pool(s)[l]] for l in data.languages}
-    system = mend_l0(model, editable_parameters(model, last_n_layers=2), data.languages, {"rank": 8}).to(device)
+    from .run import component_options
+
+    options = component_options(default_config(), "editor_options", "editor")
+    system = default_system(model, editable_parameters(model, last_n_layers=2), data.languages, options).to(device)
     return Subject("demo", "the tiny test model (--quick)", model.to(device), tokenizer, data.task, cases, pool,
-                   data.languages, system, {"parameters": sum(p.numel() for p in model.parameters()), "mend_rank": 8})
+                   data.languages, system, {"parameters": sum(p.numel() for p in model.parameters()),
+                                            "editor_options": options})
 
 
-def mend_l0(model, names: list[str], languages: list[str], mend_options: dict) -> EditingSystem:
-    """MEND with LiME's l0 masks on ``model``'s weights ``names``, built through the plugins."""
+def default_system(model, names: list[str], languages: list[str], editor_options: dict) -> EditingSystem:
+    """The default configuration's editor (with ``editor_options``) and mask strategy on
+    ``model``'s weights ``names``, built through the plugins."""
     from .editor_api import EditorSetup
     from .mask_api import MaskSetup
     from .plugin_manager import get_plugin_manager
 
+    config = default_config()
     pm = get_plugin_manager()
     weights = dict(model.named_parameters())
     shapes = {n: tuple(weights[n].shape) for n in names}
     torch.manual_seed(0)
-    editor = pm.editors.get("mend").obj(EditorSetup(model, shapes, languages, dict(mend_options)))
-    masks = pm.masks.get("l0").obj(MaskSetup(shapes, languages, {}))
+    editor = pm.editors.get(config["editor"]).obj(EditorSetup(model, shapes, languages, dict(editor_options)))
+    masks = None
+    if config.get("masks"):
+        masks = pm.masks.get(config["masks"]).obj(MaskSetup(shapes, languages, {}))
     return EditingSystem(model, names, editor, masks)
 
 
 def mbert_size_subject(like: Subject, device: torch.device) -> Subject:
     """A ``BertForMaskedLM`` of mBERT's shape with random weights (no download), edited on its last
-    three layers' MLP weights by MEND of the paper's rank; ``like``'s tokenizer and data give it
-    its inputs (every id fits mBERT's vocabulary)."""
+    three layers' MLP weights by the default editor with its own default options (for MEND: the
+    paper's rank 1920); ``like``'s tokenizer and data give it its inputs (every id fits mBERT's
+    vocabulary)."""
     from transformers import BertConfig, BertForMaskedLM
 
     from .architectures import editable_parameters
@@ -325,10 +339,10 @@ def mbert_size_subject(like: Subject, device: torch.device) -> Subject:
         p.requires_grad_(False)
     model.to(device)
     names = editable_parameters(model, last_n_layers=3)
-    system = mend_l0(model, names, like.languages, {"rank": MBERT_RANK}).to(device)
+    system = default_system(model, names, like.languages, {}).to(device)
     return Subject("mbert_size", "random BertForMaskedLM of mBERT's size", model, like.tokenizer, like.task,
                    like.cases, like.pool, like.languages, system,
-                   {"parameters": sum(p.numel() for p in model.parameters()), "mend_rank": MBERT_RANK})
+                   {"parameters": sum(p.numel() for p in model.parameters()), "editor_options": {}})
 
 
 # -- mLAMA preparation -----------------------------------------------------------------------------
