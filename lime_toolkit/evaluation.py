@@ -79,15 +79,23 @@ def plan_edits(cases: list[EditCase], pool: dict[str, list[Example]], settings: 
             keep = random.Random(f"{settings.seed}:sample:{lang}").sample(range(len(mine)), settings.max_edits)
             mine = [mine[i] for i in sorted(keep)]
         for case in mine:
-            rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
-            langs = [l for l in settings.eval_langs if l in case.inputs]
-            if not langs:
-                continue
-            if settings.n_update and settings.n_update < len(langs):
-                langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
-            updates = [case.inputs[l] for l in langs]
-            retains = [draw_unrelated(rng, pool, settings.eval_langs, case.id) for _ in range(settings.n_retain)]
-            yield EditJob(lang, case, updates, retains)
+            if any(l in case.inputs for l in settings.eval_langs):
+                yield draw_job(case, lang, pool, settings)
+
+
+def draw_job(case: EditCase, lang: str, pool: dict[str, list[Example]], settings: EvalSettings,
+             exclude: set[str] | None = None, attempts: int = 100) -> EditJob:
+    """The edit of ``case`` in ``lang`` with its draw of update and retain inputs, seeded by
+    (seed, lang, case): the parallel inputs in the eval languages (``n_update`` of them, sampled,
+    when fewer than all), and ``n_retain`` unrelated inputs, none parallel to ``case`` nor to an
+    item of ``exclude``."""
+    rng = random.Random(f"{settings.seed}:{lang}:{case.id}")
+    langs = [l for l in settings.eval_langs if l in case.inputs]
+    if settings.n_update and settings.n_update < len(langs):
+        langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
+    excluded = {case.id} | set(exclude or ())
+    retains = [draw_unrelated(rng, pool, settings.eval_langs, excluded, attempts) for _ in range(settings.n_retain)]
+    return EditJob(lang, case, [case.inputs[l] for l in langs], retains)
 
 
 def edit_records(system: EditingSystem, tokenizer, task: str, jobs, batch_size: int | None = None,

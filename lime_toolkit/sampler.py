@@ -89,11 +89,14 @@ class CrossLingualSampler:
         return Sample(case, case.inputs[lang_e], [case.inputs[l] for l in chosen], retain)
 
 
-def draw_unrelated(rng: random.Random, pool: dict[str, list[Example]], langs, exclude_id: str) -> Example:
-    """A locality input in a random language of ``langs`` that is not parallel to ``exclude_id``."""
+def draw_unrelated(rng: random.Random, pool: dict[str, list[Example]], langs, exclude_id,
+                   attempts: int = 100) -> Example:
+    """A locality input in a random language of ``langs`` that is not parallel to ``exclude_id`` (an
+    item id, or a set of them), drawn by rejection in at most ``attempts`` tries."""
+    excluded = {exclude_id} if isinstance(exclude_id, str) else set(exclude_id)
     langs = [l for l in langs if pool.get(l)]
-    for _ in range(100):
+    for _ in range(attempts):
         ex = rng.choice(pool[rng.choice(langs)])
-        if ex.id != exclude_id:
+        if ex.id not in excluded:
             return ex
     raise UserError("could not find a locality input unrelated to the edit; the locality pool is too small")

@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .batched_evaluation import EditJob
 from .data import EditCase, Example
 from .editing import EditingSystem
 from .editor_api import FullEditor
 from .encoding import encode_examples
 from .errors import UserError
-from .evaluation import EvalSettings, check_edit
+from .evaluation import EvalSettings, check_edit, draw_job
 from .factors import capture_factors
 from .metrics import EditRecord, summarise
 from .models import Params
@@ -67,33 +67,11 @@ def check_counts(n_edits: int | None, batch_edits: int | None) -> tuple[int, int
     return n, k
 
 
-@dataclass
-class PlannedEdit:
-    """One edit of the sequence: the case, its edit language, and the inputs checked for it."""
-
-    case: EditCase
-    lang: str
-    updates: list[Example]
-    retains: list[Example]
-
-
-def _unrelated(rng: random.Random, pool: dict[str, list[Example]], langs, exclude: set[str]) -> Example:
-    """A locality input in a random language of ``langs`` not parallel to any id in ``exclude``
-    (the same draws as :func:`lime_toolkit.sampler.draw_unrelated` for one excluded id)."""
-    langs = [l for l in langs if pool.get(l)]
-    for _ in range(10000):
-        ex = rng.choice(pool[rng.choice(langs)])
-        if ex.id not in exclude:
-            return ex
-    raise UserError("could not find a locality input unrelated to the sequence's edits; the locality pool is "
-                    "too small for this many edits")
-
-
 OTHER_SPLIT = {"test": "dev", "dev": "test", "train": "dev"}
 
 
 def plan_edits(cases: list[EditCase], pool: dict[str, list[Example]], settings: EvalSettings,
-               n_edits: int, split: str = "test", fallback_pool: dict[str, list[Example]] | None = None) -> list[PlannedEdit]:
+               n_edits: int, split: str = "test", fallback_pool: dict[str, list[Example]] | None = None) -> list[EditJob]:
     """The first ``n_edits`` (case, edit language) pairs of a seeded shuffle in which every case
     comes once before any comes again (in another edit language, with the same desired targets).
 
@@ -120,15 +98,8 @@ def plan_edits(cases: list[EditCase], pool: dict[str, list[Example]], settings: 
             raise UserError(f"the sequence edits every item of the {split} split, so it has no unrelated inputs "
                             f"left; make fewer edits")
         unrelated = fallback_pool
-    planned = []
-    for case, lang in chosen:
-        rng = random.Random(f"{settings.seed}:{lang}:{case.id}")  # as evaluation.evaluate draws
-        langs = [l for l in settings.eval_langs if l in case.inputs]
-        if settings.n_update and settings.n_update < len(langs):
-            langs = sorted(rng.sample(langs, settings.n_update), key=settings.eval_langs.index)
-        retains = [_unrelated(rng, unrelated, settings.eval_langs, edited) for _ in range(settings.n_retain)]
-        planned.append(PlannedEdit(case, lang, [case.inputs[l] for l in langs], retains))
-    return planned
+    # as evaluation draws them (one edit: the same inputs); many excluded items need more tries
+    return [draw_job(case, lang, unrelated, settings, exclude=edited, attempts=10000) for case, lang in chosen]
 
 
 def factor_updates(system: EditingSystem, batch, lang: str, params: Params) -> Params:
@@ -162,7 +133,7 @@ def edit_step(system: EditingSystem, tokenizer, task: str, edits: list[tuple[Exa
     return {name: value - total[name] if name in total else value for name, value in params.items()}
 
 
-def check_edits(system: EditingSystem, tokenizer, task: str, params: Params, edits: list[PlannedEdit]) -> list[EditRecord]:
+def check_edits(system: EditingSystem, tokenizer, task: str, params: Params, edits: list[EditJob]) -> list[EditRecord]:
     """Every edit in ``edits`` checked under ``params`` (con against the unedited model)."""
     records = []
     for e in edits:
