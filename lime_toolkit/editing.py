@@ -55,19 +55,23 @@ class EditingSystem(nn.Module):
 
     def edit(self, batch: Batch, lang: str) -> Params:
         """Edited parameters for the edit input ``batch`` in language ``lang``."""
-        ctx = self.context(batch, lang)
         base = self.base_params()
         if isinstance(self.editor, FullEditor):
-            return self.editor.edit(base, ctx)
+            return self.editor.edit(base, self.context(batch, lang))
+        return {name: base[name] - update for name, update in self.updates(batch, lang, base).items()}
+
+    def updates(self, batch: Batch, lang: str, params: Params) -> Params:
+        """A factor editor's α·ΔW per edited weight for the edit input ``batch`` in language ``lang``,
+        its factors captured under ``params`` and masked with ``lang``'s masks."""
         if not isinstance(self.editor, FactorEditor):
             raise UserError(f"editor {type(self.editor).__name__} is neither a FactorEditor nor a FullEditor")
+        ctx = self.context(batch, lang)
         # evaluation runs under no_grad: no second-order graph is needed there
         second_order = self.editor.second_order and torch.is_grad_enabled()
-        _, factors = capture_factors(self.model, batch, base, create_graph=second_order)
-        edited = {}
+        _, factors = capture_factors(self.model, batch, params, create_graph=second_order)
+        out = {}
         for name, (x, delta) in factors.items():
             if self.masks is not None:
                 x, delta = self.masks.apply(name, lang, x, delta)
-            update = self.editor.delta_weight(name, x, delta, ctx)
-            edited[name] = base[name] - self.editor.step_size(name) * update
-        return edited
+            out[name] = self.editor.step_size(name) * self.editor.delta_weight(name, x, delta, ctx)
+        return out

@@ -38,7 +38,6 @@ from .editor_api import FullEditor
 from .encoding import encode_examples
 from .errors import UserError
 from .evaluation import EvalSettings, check_edit, draw_job
-from .factors import capture_factors
 from .metrics import EditRecord, summarise
 from .models import Params
 
@@ -102,19 +101,6 @@ def plan_edits(cases: list[EditCase], pool: dict[str, list[Example]], settings: 
     return [draw_job(case, lang, unrelated, settings, exclude=edited, attempts=10000) for case, lang in chosen]
 
 
-def factor_updates(system: EditingSystem, batch, lang: str, params: Params) -> Params:
-    """alpha * dW of one edit on the current ``params``, per edited weight, with the masks of
-    ``lang`` applied to its factors."""
-    ctx = system.context(batch, lang)
-    _, factors = capture_factors(system.model, batch, params)
-    updates = {}
-    for name, (x, delta) in factors.items():
-        if system.masks is not None:
-            x, delta = system.masks.apply(name, lang, x, delta)
-        updates[name] = system.editor.step_size(name) * system.editor.delta_weight(name, x, delta, ctx)
-    return updates
-
-
 @torch.no_grad()
 def edit_step(system: EditingSystem, tokenizer, task: str, edits: list[tuple[Example, str]],
               params: Params) -> Params:
@@ -128,7 +114,7 @@ def edit_step(system: EditingSystem, tokenizer, task: str, edits: list[tuple[Exa
         return system.editor.edit(params, system.context(encode([ex for ex, _ in edits]), edits[0][1]))
     total: Params = {}
     for ex, lang in edits:
-        for name, update in factor_updates(system, encode([ex]), lang, params).items():
+        for name, update in system.updates(encode([ex]), lang, params).items():
             total[name] = update if name not in total else total[name] + update
     return {name: value - total[name] if name in total else value for name, value in params.items()}
 
