@@ -1,3 +1,3 @@
-from .cli import main
+from lime_toolkit.cli.app import main
 
 main()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import UserError
+from lime_toolkit.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import EditCase, Example
-from .editing import EditingSystem
-from .encoding import Batch, encode_examples
-from .factored_updates import FactoredUpdates, applied, edits_are_low_rank
-from .factors import linear_io
-from .metrics import EditRecord
-from .models import Params, position_logits
+from lime_toolkit.data import EditCase, Example
+from lime_toolkit.editing import EditingSystem
+from lime_toolkit.encoding import Batch, encode_examples, per_example
+from lime_toolkit.factored_updates import FactoredUpdates, applied, edits_are_low_rank
+from lime_toolkit.factors import linear_io
+from lime_toolkit.metrics import EditRecord
+from lime_toolkit.models import Params, position_logits
 
 #: Edits per batch when evaluating an editor whose edits are low-rank and no batch size is given.
 DEFAULT_BATCH_SIZE = 32
@@ -269,6 +269,4 @@ def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]
 
 
 def _per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
-    from .evaluation import per_example
-
     return per_example(flags.cpu(), rows.cpu(), n)

@@ -24,8 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .cache import atomic_directory
-from .errors import UserError
+from lime_toolkit.errors import UserError
+from lime_toolkit.files import atomic_directory
 
 EDITOR_FILE = "editor.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .data import EditCase, Example
+from lime_toolkit.data import EditCase, Example
 
 #: ``predict(examples) -> predictions``: the raw model's prediction for each example (a string for
 #: masked-LM tasks, a class index for classification). Passed to datasets whose test edits depend on
@@ -75,7 +75,7 @@ class Dataset(ABC):
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
         """Build the raw model for this dataset (``lime-toolkit prepare-base``); returns its
         directory. Optional: the default says the dataset has no such step."""
-        from .errors import UserError
+        from lime_toolkit.errors import UserError
 
         raise UserError(f"dataset '{type(self).__name__}' has no prepare-base step; pass --model")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .editor_api import EditContext, Editor, FactorEditor, FullEditor
-from .encoding import Batch
-from .errors import UserError
-from .factors import capture_factors, edit_loss
-from .mask_api import MaskStrategy
-from .models import Params, position_logits
+from lime_toolkit.editor_api import EditContext, Editor, FactorEditor, FullEditor
+from lime_toolkit.encoding import Batch
+from lime_toolkit.errors import UserError
+from lime_toolkit.factors import capture_factors, edit_loss
+from lime_toolkit.mask_api import MaskStrategy
+from lime_toolkit.models import Params, position_logits
 
 
 class EditingSystem(nn.Module):

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .encoding import Batch
+from lime_toolkit.encoding import Batch
 
 Params = dict[str, torch.Tensor]
 
@@ -64,7 +64,7 @@ class Editor(nn.Module):
     default_lr: float = 1e-4
     #: Whether mask strategies can be combined with this editor.
     supports_masks: bool = False
-    #: Optional ``{option: lime_toolkit.config.Spec}``: the options this editor reads, checked when a
+    #: Optional ``{option: lime_toolkit.config_schema.Spec}``: the options this editor reads, checked when a
     #: run is built (a bad value or, in the editor's own ``editor_options`` sub-mapping, an unknown
     #: key is one clear error). None: the options are not checked.
     option_specs: dict | None = None

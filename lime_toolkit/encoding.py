@@ -6,8 +6,8 @@ from typing import Sequence
 
 import torch
 
-from .data import CLASSIFICATION, MASKED_LM, TARGET_SLOT, Example
-from .errors import UserError
+from lime_toolkit.data import CLASSIFICATION, MASKED_LM, TARGET_SLOT, Example
+from lime_toolkit.errors import UserError
 
 
 @dataclass
@@ -99,3 +99,10 @@ def encode_examples(tokenizer, examples: Sequence[Example], task: str, max_lengt
         labels = torch.tensor([-100 if ex.target is None else int(ex.target) for ex in examples])
         return Batch(task, dict(enc), rows, None, labels, examples)
     raise UserError(f"unknown task {task!r}; expected one of {MASKED_LM!r}, {CLASSIFICATION!r}")
+
+
+def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
+    """True for an example when every one of its prediction positions is flagged."""
+    ok = torch.ones(n, dtype=torch.long, device=flags.device)
+    ok.scatter_reduce_(0, rows, flags.long(), reduce="amin")
+    return [bool(v) for v in ok.tolist()]

@@ -8,14 +8,14 @@ from typing import Callable
 
 import torch
 
-from .batched_evaluation import EditJob, check_edits, resolve_batch_size
-from .data import EditCase, Example
-from .editing import EditingSystem
-from .encoding import encode_examples
-from .errors import UserError
-from .metrics import EditRecord, summarise
-from .models import position_logits
-from .sampler import draw_unrelated
+from lime_toolkit.batched_evaluation import EditJob, check_edits, resolve_batch_size
+from lime_toolkit.data import EditCase, Example
+from lime_toolkit.editing import EditingSystem
+from lime_toolkit.encoding import encode_examples, per_example
+from lime_toolkit.errors import UserError
+from lime_toolkit.metrics import EditRecord, summarise
+from lime_toolkit.models import position_logits
+from lime_toolkit.sampler import draw_unrelated
 
 
 @dataclass
@@ -35,13 +35,6 @@ class EvalSettings:
     seed: int = 0
     intervals: bool = True
     batch_size: int | None = None
-
-
-def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
-    """True for an example when every one of its prediction positions is flagged."""
-    ok = torch.ones(n, dtype=torch.long, device=flags.device)
-    ok.scatter_reduce_(0, rows, flags.long(), reduce="amin")
-    return [bool(v) for v in ok.tolist()]
 
 
 @torch.no_grad()

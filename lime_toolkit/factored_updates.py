@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .editing import EditingSystem
-from .editor_api import FactorEditor
+from lime_toolkit.editing import EditingSystem
+from lime_toolkit.editor_api import FactorEditor
 
 
 def edits_are_low_rank(system: EditingSystem) -> bool:

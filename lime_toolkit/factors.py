@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoding import Batch
-from .models import Params, position_logits
+from lime_toolkit.encoding import Batch
+from lime_toolkit.models import Params, position_logits
 
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

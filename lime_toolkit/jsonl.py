@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from lime_toolkit.errors import UserError
 
 
 def jsonl_rows(path: Path, what: str = "row") -> Iterator[tuple[str, dict]]:

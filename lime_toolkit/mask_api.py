@@ -34,7 +34,7 @@ class MaskStrategy(nn.Module):
     default_lr: float = 1e-3
     #: True for a strategy that changes nothing; only such a strategy may go with a full editor.
     is_identity: bool = False
-    #: Optional ``{option: lime_toolkit.config.Spec}`` of the options this strategy reads, checked
+    #: Optional ``{option: lime_toolkit.config_schema.Spec}`` of the options this strategy reads, checked
     #: when a run is built (see :attr:`lime_toolkit.editor_api.Editor.option_specs`).
     option_specs: dict | None = None
 

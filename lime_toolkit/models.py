@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .architectures import mlm_head
-from .data import CLASSIFICATION, MASKED_LM
-from .encoding import Batch
-from .errors import UserError
-from .hub import hub_offline, hub_reachable
+from lime_toolkit.architectures import mlm_head
+from lime_toolkit.data import CLASSIFICATION, MASKED_LM
+from lime_toolkit.encoding import Batch
+from lime_toolkit.errors import UserError
+from lime_toolkit.hub import hub_offline, hub_reachable
 
 Params = dict[str, torch.Tensor]
 

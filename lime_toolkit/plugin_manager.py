@@ -16,9 +16,9 @@ from typing import Any, Iterator
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError
-from .registry import Component, Registry
+from lime_toolkit import hookspecs
+from lime_toolkit.errors import PluginError
+from lime_toolkit.registry import Component, Registry
 
 ENTRY_POINT_GROUP = "lime_toolkit"
 API_VERSION = "1"

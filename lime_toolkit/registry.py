@@ -11,7 +11,7 @@ import importlib
 import re
 from typing import Any
 
-from .errors import PluginError, UserError
+from lime_toolkit.errors import PluginError, UserError
 
 #: ``package.module:attribute`` (the attribute may be dotted, e.g. ``module:Class.factory``).
 _TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .data import EditCase, Example
-from .errors import UserError
+from lime_toolkit.data import EditCase, Example
+from lime_toolkit.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ a parallel two-language fact set for it. Neither needs a download.
 """
 from __future__ import annotations
 
-from .data import MASKED_LM, TARGET_SLOT, EditCase, Example
-from .dataset_api import Dataset, DatasetOptions
-from .hookspecs import hookimpl
+from lime_toolkit.data import MASKED_LM, TARGET_SLOT, EditCase, Example
+from lime_toolkit.dataset_api import Dataset, DatasetOptions
+from lime_toolkit.hookspecs import hookimpl
 
 TOY_SUBJECTS = ["anna", "boris", "chen", "dara", "emil", "fumi", "gert", "hana"]
 TOY_OBJECTS = ["paris", "rome", "oslo", "lima"]

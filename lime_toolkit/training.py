@@ -14,14 +14,14 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, recover, save_checkpoint
-from .encoding import encode_examples
-from .errors import UserError
-from .evaluation import EvalSettings, evaluate
-from .factors import edit_loss
-from .models import position_logits
-from .run import Run
-from .sampler import CrossLingualSampler, Sample
+from lime_toolkit.checkpoint import load_checkpoint, recover, save_checkpoint
+from lime_toolkit.encoding import encode_examples
+from lime_toolkit.errors import UserError
+from lime_toolkit.evaluation import EvalSettings, evaluate
+from lime_toolkit.factors import edit_loss
+from lime_toolkit.models import position_logits
+from lime_toolkit.run import Run
+from lime_toolkit.sampler import CrossLingualSampler, Sample
 
 
 def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor]:
@@ -137,7 +137,7 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
     Across processes (``accelerate launch``) every process draws different edits, gradients are
     averaged, and only the main process writes checkpoints (and so only its random state is kept).
     """
-    from .run import process_state
+    from lime_toolkit.devices import process_state
 
     dist = process_state(str(run.device))
     cfg, ckpt = run.config["train"], run.out / "checkpoints"
@@ -161,7 +161,7 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         try:
             start, best_step, best_succ, stale = state["step"], state["best_step"], state["best_succ"], state["stale"]
         except KeyError as exc:
-            from .checkpoint import damaged
+            from lime_toolkit.checkpoint import damaged
 
             raise damaged(ckpt / "last", f"its state has no {exc}") from None
         saved = {k: v for k, v in (state.get("sampler") or {}).items() if k != "step"}

@@ -22,7 +22,7 @@ from typing import Callable
 import pytest
 from click.testing import CliRunner
 
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.plugin_manager import plugin_registered
 from lime_toolkit.testing import ToyPlugin, save_tiny_masked_lm
 

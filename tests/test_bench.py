@@ -7,9 +7,9 @@ import math
 
 from click.testing import CliRunner
 
-from lime_toolkit.bench import JSON_KEYS, mlama_part
-from lime_toolkit.cli import cli
-from lime_toolkit.cli_bench import bench_table, mlama_line
+from lime_toolkit.cli.app import cli
+from lime_toolkit.cli.bench import bench_table, mlama_line
+from lime_toolkit.runs.bench import JSON_KEYS, mlama_part
 
 
 def positive(value) -> bool:

@@ -20,7 +20,8 @@ from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.models import position_logits
 from lime_toolkit.plugin_manager import PluginManager
 from lime_toolkit.registry import Component
-from lime_toolkit.run import Run, build_run
+from lime_toolkit.run import Run
+from lime_toolkit.runs.build import build_run
 from lime_toolkit.sampler import CrossLingualSampler, LanguageRoles
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
 from lime_toolkit.training import make_optimizer, meta_loss

@@ -18,8 +18,8 @@ from torch import nn
 from lime_toolkit.data import MASKED_LM, TARGET_SLOT, EditCase, Example
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup, FullEditor
-from lime_toolkit.encoding import encode_examples
-from lime_toolkit.evaluation import EvalSettings, check_edit, edit_and_check, evaluate, per_example
+from lime_toolkit.encoding import encode_examples, per_example
+from lime_toolkit.evaluation import EvalSettings, check_edit, edit_and_check, evaluate
 from lime_toolkit.metrics import harmonic
 from lime_toolkit.testing import TOY_OBJECT_FORMS, TOY_OBJECTS, TOY_SUBJECTS, TOY_TEMPLATES, tiny_masked_lm
 

@@ -13,15 +13,15 @@ import torch
 from click.testing import CliRunner
 
 from lime_toolkit import hookimpl
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.editor_api import FactorEditor
 from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.metrics import EditRecord, harmonic, summarise
 from lime_toolkit.plugin_manager import plugin_registered
-from lime_toolkit.reporting import eval_document, language_summaries, mean_result
-from lime_toolkit.tables import paper_table, to_markdown
+from lime_toolkit.report.tables import paper_table, to_markdown
+from lime_toolkit.results import eval_document, language_summaries, mean_result
+from lime_toolkit.runs.train_log import JsonlLogger, Tee, logged_monitor, read_train_log
 from lime_toolkit.testing import ToyDataset, save_tiny_masked_lm
-from lime_toolkit.train_log import JsonlLogger, Tee, logged_monitor, read_train_log
 
 # -- metrics -------------------------------------------------------------------------------------
 
@@ -132,7 +132,7 @@ def _check_written(paths):
 
 
 def test_figures_written(tmp_path):
-    from lime_toolkit import figures
+    from lime_toolkit.report import figures
 
     langs = ["en", "de", "fr"]
     a, b = summarise(random_records(2), langs, langs), summarise(random_records(3), langs, langs)
@@ -146,7 +146,7 @@ def test_figures_written(tmp_path):
 
 
 def test_mask_similarity_top_dimensions():
-    from lime_toolkit import figures
+    from lime_toolkit.report import figures
     from lime_toolkit_plugins.masks.strategies import L0Masks
 
     torch.manual_seed(0)
@@ -362,7 +362,7 @@ def test_report_and_compare(tmp_path, run_dir):
 
 def test_parse_user_input():
     from lime_toolkit.errors import UserError
-    from lime_toolkit.single_edit import parse_input
+    from lime_toolkit.runs.edit import parse_input
 
     assert parse_input("anna lives in [MASK] .", "masked-lm") == "anna lives in [Y] ."
     assert parse_input("anna lives in [MASK] [MASK][MASK] .", "masked-lm") == "anna lives in [Y] ."

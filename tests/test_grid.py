@@ -4,7 +4,7 @@ import pytest
 
 from lime_toolkit.config import load_config
 from lime_toolkit.errors import UserError
-from lime_toolkit.grid import expand, grid_spec
+from lime_toolkit.runs.grid import expand, grid_spec
 
 
 def test_table2_expands_to_the_papers_rows_with_finetuning_once_per_seed(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,8 @@ MIN_PAIRS = 150  # 6 edit languages x 30 edits = 180 pairs
 def per_edit_records(run_dir, checkpoint, monkeypatch):
     """The evaluation's own per-edit records for a checkpoint of a run (train's settings)."""
     from lime_toolkit import evaluation
-    from lime_toolkit.pipeline import eval_settings, open_run
+    from lime_toolkit.runs.build import open_run
+    from lime_toolkit.runs.train import eval_settings
 
     run = open_run(run_dir, checkpoint=checkpoint)
     records, summarise = [], evaluation.summarise

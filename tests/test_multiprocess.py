@@ -24,7 +24,7 @@ from lime_toolkit.plugin_manager import get_plugin_manager
 from lime_toolkit.testing import ToyPlugin
 
 get_plugin_manager().register(ToyPlugin(), "toy")
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 cli.main(args=sys.argv[1:], prog_name="lime-toolkit")
 '''
 
@@ -38,7 +38,7 @@ def train(root: Path, out: Path, processes: int, accumulate: int) -> subprocess.
             "--set", "editor_options.mend.lr=0.01", "--set", "train.mask_lr=0.05"]
     # `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI is set up (Accelerate's
     # simple launcher); --multi_gpu starts them through torchrun, and --device cpu makes them talk
-    # over gloo (lime_toolkit.run.process_state).
+    # over gloo (lime_toolkit.devices.process_state).
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     command = (launch if processes > 1 else [sys.executable]) + [str(root / "train.py"), *args]
@@ -72,7 +72,7 @@ def test_two_processes_train_the_same_editor_as_one_with_double_accumulation(tmp
 
 
 def test_a_cpu_launch_that_started_one_process_is_told():
-    from lime_toolkit.run import lone_launch_note
+    from lime_toolkit.devices import lone_launch_note
 
     lone = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
     assert "--multi_gpu --num_processes N" in lone_launch_note(lone)

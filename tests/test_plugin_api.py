@@ -136,7 +136,7 @@ def test_register_commands_that_raises_is_isolated():
 
 def test_register_commands_through_main(capsys):
     """``lime-toolkit``'s entry point adds plugin commands to the global group before running."""
-    from lime_toolkit import cli as cli_module
+    from lime_toolkit.cli import app as cli_module
 
     class Plugin:
         @hookimpl

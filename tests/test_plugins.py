@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from lime_toolkit import hookimpl
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.errors import PluginError, UserError
 from lime_toolkit.plugin_manager import PluginManager, get_plugin_manager, plugin_registered, reset_plugin_manager
 

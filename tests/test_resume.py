@@ -120,7 +120,7 @@ elif mode == "swap":  # killed inside the save of checkpoints/last at step `at`,
             os.kill(os.getpid(), signal.SIGKILL)
         swap(staged, directory, previous)
     checkpoint._swap_in = swap_in
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 cli.main(args=sys.argv[1:], prog_name="lime-toolkit")
 '''
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lime_toolkit.cli import parse_settings
+from lime_toolkit.cli.common import parse_settings
 from lime_toolkit.config import load_config
 from lime_toolkit.data import EditCase, Example
 from lime_toolkit.errors import UserError
@@ -60,7 +60,7 @@ def test_set_parses_yaml_values_and_rejects_bad_items():
     with pytest.raises(UserError, match="unknown config key"):
         load_config(None, parse_settings(["train.max_stepz=3"]))
     assert load_config(None, parse_settings(["train.max_steps=7"]))["train"]["max_steps"] == 7
-    from lime_toolkit.cli import resolve_config
+    from lime_toolkit.cli.common import resolve_config
 
     # an unset flag (--max-steps not given) leaves --set's value alone; a given flag wins
     assert resolve_config(None, max_steps=None, settings=("train.max_steps=7",))["train"]["max_steps"] == 7
@@ -98,7 +98,8 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded():
 
 
 def test_every_default_key_has_a_spec_and_the_defaults_pass_it():
-    from lime_toolkit.config import SCHEMA, defaults, validate
+    from lime_toolkit.config import defaults, validate
+    from lime_toolkit.config_schema import SCHEMA
 
     def keys(d, prefix=""):
         return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) and k in SCHEMA_SECTIONS
@@ -110,7 +111,7 @@ def test_every_default_key_has_a_spec_and_the_defaults_pass_it():
 
 
 def test_config_values_are_checked_once_with_one_line_naming_key_value_and_range(tmp_path):
-    from lime_toolkit.config import NULL
+    from lime_toolkit.config_schema import NULL
 
     with pytest.raises(UserError, match=r"^train.max_steps: -5 is not allowed; expected an integer >= 1 \(from the "
                                         r"command line\)$"):
@@ -139,7 +140,7 @@ def test_config_values_are_checked_once_with_one_line_naming_key_value_and_range
 
 def test_component_options_are_checked_against_their_specs():
     from lime_toolkit.plugin_manager import get_plugin_manager
-    from lime_toolkit.run import check_component_options
+    from lime_toolkit.runs.build import check_component_options
 
     pm = get_plugin_manager()
     check_component_options(load_config(), pm)
@@ -156,9 +157,9 @@ def test_component_options_are_checked_against_their_specs():
 def test_example_configs_and_grids_are_valid():
     from pathlib import Path
 
-    from lime_toolkit.grid import base_config, check_runs, expand, grid_spec
     from lime_toolkit.plugin_manager import get_plugin_manager
-    from lime_toolkit.run import check_component_options
+    from lime_toolkit.runs.build import check_component_options
+    from lime_toolkit.runs.grid import base_config, check_runs, expand, grid_spec
 
     root = Path(__file__).resolve().parents[1] / "examples" / "configs"
     for path in sorted(root.glob("*.yaml")):

@@ -1,4 +1,4 @@
-"""Sequential and batch editing (lime_toolkit.sequential) on the tiny random model and toy facts.
+"""Sequential and batch editing (lime_toolkit.runs.sequential) on the tiny random model and toy facts.
 
 One sequential edit is the single-edit evaluation; sequential edits start from the weights the
 previous ones produced; a batch's update is the sum of its edits' updates, each under its own
@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from lime_toolkit.architectures import editable_parameters
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.data import MASKED_LM
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup, FactorEditor, FullEditor
@@ -24,8 +24,8 @@ from lime_toolkit.factors import edit_loss
 from lime_toolkit.mask_api import MaskSetup
 from lime_toolkit.metrics import summarise
 from lime_toolkit.plugin_manager import plugin_registered
+from lime_toolkit.runs.sequential import check_counts, edit_step, plan_edits, sequential_evaluate, sequential_name, stage_points
 from lime_toolkit.sampler import draw_unrelated
-from lime_toolkit.sequential import check_counts, edit_step, plan_edits, sequential_evaluate, sequential_name, stage_points
 from lime_toolkit.testing import ToyDataset, ToyPlugin, save_tiny_masked_lm, tiny_masked_lm
 from lime_toolkit_plugins.masks.strategies import L0Masks
 from lime_toolkit_plugins.mend.editor import MendEditor

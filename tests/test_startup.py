@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import lime_toolkit_plugins.masks
 from lime_toolkit import hookimpl
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.errors import PluginError
 from lime_toolkit.plugin_manager import PluginManager, plugin_registered
 from lime_toolkit.registry import Component
@@ -28,10 +28,10 @@ HEAVY = ("torch", "transformers")
 PROBE = """
 import json, sys
 from click.testing import CliRunner
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.plugin_manager import get_plugin_manager
 
-get_plugin_manager().add_commands(cli)  # as lime_toolkit.cli.main does
+get_plugin_manager().add_commands(cli)  # as lime_toolkit.cli.app.main does
 result = CliRunner().invoke(cli, sys.argv[1:], prog_name="lime-toolkit")
 print(json.dumps({"exit_code": result.exit_code, "output": result.output,
                   "heavy": sorted(m for m in %r if m in sys.modules)}))
@@ -66,7 +66,7 @@ def test_help_imports_neither_torch_nor_transformers(tmp_path):
 MANY = """
 import json, sys
 from click.testing import CliRunner
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.plugin_manager import get_plugin_manager
 
 get_plugin_manager().add_commands(cli)

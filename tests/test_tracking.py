@@ -1,4 +1,4 @@
-"""``train --log-with``: Accelerate's trackers next to train_log.jsonl (lime_toolkit.tracking)."""
+"""``train --log-with``: Accelerate's trackers next to train_log.jsonl (lime_toolkit.runs.tracking)."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lime_toolkit.cli import cli
+from lime_toolkit.cli.app import cli
 from lime_toolkit.plugin_manager import plugin_registered
+from lime_toolkit.runs.tracking import flat_config, parse_log_with
 from lime_toolkit.testing import ToyPlugin, save_tiny_masked_lm
-from lime_toolkit.tracking import flat_config, parse_log_with
 
 
 def test_tensorboard_gets_every_step_and_validation(tmp_path):

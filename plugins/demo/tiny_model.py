@@ -21,9 +21,10 @@ from tokenizers import AddedToken
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 from transformers.utils import logging as hf_logging
 
-from lime_toolkit.cache import atomic_directory, cache_root, settings_key, write_json_atomic
+from lime_toolkit.cache import cache_root, settings_key
 from lime_toolkit.data import MASKED_LM, Example
 from lime_toolkit.encoding import encode_examples
+from lime_toolkit.files import atomic_directory, write_json_atomic
 
 from .corpus import SCRIPT, DemoCorpus, DemoSettings
 from .vocabulary import RELATIONS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lime_toolkit.config import Choice, Int, Positive
+from lime_toolkit.config_schema import Choice, Int, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FullEditor, Params
 from lime_toolkit.errors import UserError
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from lime_toolkit.config import Int, Positive
+from lime_toolkit.config_schema import Int, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
 from lime_toolkit.errors import UserError
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lime_toolkit.config import BOOL, Choice, Number, Positive
+from lime_toolkit.config_schema import BOOL, Choice, Number, Positive
 from lime_toolkit.errors import UserError
 from lime_toolkit.mask_api import MaskSetup, MaskStrategy
 

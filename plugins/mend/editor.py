@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lime_toolkit.config import BOOL, Choice, Int, Number, Positive
+from lime_toolkit.config_schema import BOOL, Choice, Int, Number, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
 from lime_toolkit.errors import UserError
 

@@ -22,10 +22,10 @@ from typing import Callable
 
 import torch
 
-from lime_toolkit.cache import atomic_directory, write_json_atomic
 from lime_toolkit.data import MASKED_LM, TARGET_SLOT, Example
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
+from lime_toolkit.files import atomic_directory, write_json_atomic
 
 from .dataset import RECALL_FILE, MlamaDataset
 

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lime_toolkit.cache import settings_key, write_json_atomic
+from lime_toolkit.cache import settings_key
 from lime_toolkit.errors import UserError
+from lime_toolkit.files import write_json_atomic
 from lime_toolkit.jsonl import jsonl_rows
 
 RELEASE_DIR = "mlama1.1"

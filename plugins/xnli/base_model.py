@@ -21,10 +21,10 @@ from typing import Callable
 
 import torch
 
-from lime_toolkit.cache import atomic_directory, write_json_atomic
 from lime_toolkit.data import CLASSIFICATION, Example
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
+from lime_toolkit.files import atomic_directory, write_json_atomic
 
 from .dataset import ACCURACY_FILE, XnliDataset
 from .reader import LABELS

@@ -22,8 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lime_toolkit.cache import settings_key, write_json_atomic
+from lime_toolkit.cache import settings_key
 from lime_toolkit.errors import UserError
+from lime_toolkit.files import write_json_atomic
 from lime_toolkit.hub import hub_offline, hub_reachable
 from lime_toolkit.jsonl import utf8_lines
 

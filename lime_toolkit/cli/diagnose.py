@@ -1,21 +1,39 @@
-"""The `diagnose` command's face: layer alignment and finetuning reach as rich tables."""
+"""``lime-toolkit diagnose``: check a base model before trusting an editing result."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
+from lime_toolkit.cli.common import console, resolve_config, run_options
+
+
+@click.command()
+@run_options
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True)
+@click.option("--edits", "n_edits", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Edits per finetuning check.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
+              help="Adam learning rate of the finetuning checks.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers as JSON here.")
+def diagnose(config_path, split, n_edits, lr, json_path, **flags):
+    """Check a base model before trusting an editing result: are parallel inputs alike at each
+    layer, and how far does a finetuning edit of the edited weights carry across languages?"""
+
+    run_diagnose(resolve_config(config_path, **flags), split, n_edits, lr, json_path, console())
+
 
 def run_diagnose(config: dict, split: str, n_edits: int, lr: float, json_path, console: Console) -> dict:
-    from .cache import write_json_atomic
-    from .run import build_run
-    from .rundir import check_output_file
+    from lime_toolkit.files import write_json_atomic
+    from lime_toolkit.runs.build import build_run
+    from lime_toolkit.runs.rundir import check_output_file
 
     check_output_file(json_path, "--json")
     with console.status("loading dataset and model"):
         run = build_run(config, log=console.print)
-    from .diagnostics import finetune_reach, gradient_step_reach, layer_alignment  # torch: after the checks
+    from lime_toolkit.runs.diagnose import finetune_reach, gradient_step_reach, layer_alignment
     langs = run.dataset.languages
     console.print(f"model {run.config['model']}; edited weights: {', '.join(run.system.param_names)}")
     with console.status("comparing parallel inputs layer by layer"):

@@ -3,52 +3,22 @@ name the damaged file and the way out, and refusing to write into a directory th
 
 Every file the toolkit writes into a run directory goes through :mod:`lime_toolkit.cache`'s atomic
 writers (or, for checkpoints, :mod:`lime_toolkit.checkpoint`'s staged directories), so a process
-killed at any moment leaves the old file or the new one.
-"""
+killed at any moment leaves the old file or the new one."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from lime_toolkit.errors import UserError
 
 CONFIG_FILE = "config.yaml"
-
-
-def read_text(path: Path, what: str, fix: str, *, damaged: bool = False) -> str:
-    """The UTF-8 text of the file at ``path``; a missing, unreadable or non-UTF-8 file is one line
-    naming it (``what``: what the file is; ``fix``: the way out; ``damaged``: word a non-UTF-8
-    file as damaged, for files the toolkit wrote itself)."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{what} '{path}' does not exist; {fix}") from None
-    except UnicodeDecodeError:
-        problem = "is damaged (not UTF-8 text)" if damaged else "is not UTF-8 text"
-        raise UserError(f"{what} '{path}' {problem}; {fix}") from None
-    except IsADirectoryError:
-        raise UserError(f"{what} '{path}' is a directory, not a file; {fix}") from None
-    except OSError as exc:
-        raise UserError(f"{what} '{path}' cannot be read ({exc.strerror}); {fix}") from None
-
-
-def read_json(path: Path, what: str, fix: str):
-    """The JSON document at ``path``; a missing, unreadable or damaged file is one line naming it
-    (``what``: what the file is; ``fix``: the way out)."""
-    text = read_text(path, what, fix, damaged=True)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} '{path}' is damaged (not valid JSON at line {exc.lineno}: {exc.msg}); {fix}") from None
 
 
 def read_run_config(run_dir: Path, overrides: dict | None = None) -> dict:
     """A run directory's ``config.yaml``, completed with the defaults of keys added since and
     validated like any configuration."""
-    from .config import defaults, merge, read_yaml_mapping, validate
+    from lime_toolkit.config import defaults, merge, read_yaml_mapping, validate
 
     run_dir = Path(run_dir)
     saved = run_dir / CONFIG_FILE

@@ -2,18 +2,18 @@
 
 A *setting* is (split, edit languages, eval languages, n_update, n_retain, max_edits); each seed
 draws its own update and retain inputs. :func:`evaluate_run` returns the evaluation document of
-:mod:`lime_toolkit.reporting` (schema in docs/evaluation.md).
+:mod:`lime_toolkit.results` (schema in docs/evaluation.md).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
-from .errors import UserError
+from lime_toolkit.errors import UserError
 
 if TYPE_CHECKING:  # torch: imported by the functions that evaluate, so parsing flags stays cheap
-    from .evaluation import EvalSettings
-    from .run import Run
+    from lime_toolkit.evaluation import EvalSettings
+    from lime_toolkit.run import Run
 
 
 def parse_max_edits(value) -> int | None:
@@ -55,7 +55,7 @@ def resolve_settings(run: Run, overrides: dict) -> tuple[str, EvalSettings]:
         cfg["max_edits"] = None
     if int(cfg["n_update"]) < 0 or int(cfg["n_retain"]) < 0:
         raise UserError("--n-update and --n-retain must not be negative")
-    from .pipeline import eval_settings
+    from lime_toolkit.runs.train import eval_settings
 
     return split, eval_settings(run, cfg)
 
@@ -103,8 +103,8 @@ def evaluate_run(run: Run, overrides: dict, seeds: list[int] | None = None, chec
     (for a progress bar), ``on_edit()`` after each. ``batch_size``: edits made and checked together
     (:class:`~lime_toolkit.evaluation.EvalSettings`; None: the default). ``on_records(seed, outcomes)``
     receives every edit's outcome (:func:`lime_toolkit.evaluation.outcome`) per seed."""
-    from .evaluation import evaluate
-    from .reporting import eval_document
+    from lime_toolkit.evaluation import evaluate
+    from lime_toolkit.results import eval_document
 
     split, settings = resolve_settings(run, overrides)
     seeds = seeds or [int(run.config["seed"])]

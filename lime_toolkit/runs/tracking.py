@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
+from lime_toolkit.errors import UserError
 
 #: Accelerate's tracker name -> the pip package that provides it.
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "aim": "aim",

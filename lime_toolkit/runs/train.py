@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import time
 
-from .cache import write_json_atomic
-from .checkpoint import load_checkpoint
-from .config import save_config
-from .errors import UserError
-from .evaluation import EvalSettings, evaluate
-from .run import Run
-from .train_log import logged_monitor
-from .training import TrainingMonitor, load_best, train
+from lime_toolkit.checkpoint import load_checkpoint
+from lime_toolkit.config import save_config
+from lime_toolkit.errors import UserError
+from lime_toolkit.evaluation import EvalSettings, evaluate
+from lime_toolkit.files import write_json_atomic
+from lime_toolkit.run import Run
+from lime_toolkit.runs.train_log import logged_monitor
+from lime_toolkit.training import TrainingMonitor, load_best, train
 
 
 def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
@@ -24,7 +24,7 @@ def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
 def check_run_dir(run: Run) -> None:
     """Refuse to mix two different runs in one directory (resuming needs the same config), and to
     write into a directory that is not a run."""
-    from .rundir import CONFIG_FILE, check_out, read_run_config
+    from lime_toolkit.runs.rundir import CONFIG_FILE, check_out, read_run_config
 
     check_out(run.out)
     if (run.out / CONFIG_FILE).exists():
@@ -45,21 +45,21 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
     ``accelerate launch`` every process trains and the main one alone evaluates and writes; the
     others return None."""
     started = time.perf_counter()
-    from .rundir import prepare_out
+    from lime_toolkit.runs.rundir import prepare_out
 
     check_run_dir(run)
     settings = eval_settings(run)
     split = run.config["eval"]["split"]
     result = None
     if run.system.editor.trainable:
-        from .checkpoint import recover, verify
-        from .training import PREVIOUS
+        from lime_toolkit.checkpoint import recover, verify
+        from lime_toolkit.training import PREVIOUS
 
         recover(run.out / "checkpoints", PREVIOUS)  # finish a save a killed process left half done
         for name in ("last", "best", "init"):  # a damaged checkpoint stops the run before anything is written
             if (run.out / "checkpoints" / name).exists():
                 verify(run.out / "checkpoints" / name)
-        from .run import process_state
+        from lime_toolkit.devices import process_state
 
         dist = process_state()
         if dist.is_main_process:
@@ -96,26 +96,3 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
     metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
     write_json_atomic(run.out / "metrics.json", metrics)
     return metrics
-
-
-def open_run(run_dir, overrides: dict | None = None, checkpoint: str = "best") -> Run:
-    """Rebuild a finished (or interrupted) run from its directory and load its ``checkpoint``
-    ("best", falling back to "last"; "init" for the untrained editor)."""
-    from pathlib import Path
-
-    from .run import build_run
-    from .rundir import read_run_config
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir, overrides)
-    run = build_run(config, out=run_dir)
-    if checkpoint == "init":
-        init = run_dir / "checkpoints" / "init"
-        if run.system.editor.trainable and not init.exists():
-            raise UserError(f"'{run_dir}' has no init checkpoint; train it first")
-        if init.exists():
-            load_checkpoint(init, run.system)
-    elif run.system.editor.trainable:
-        if not load_best(run):
-            raise UserError(f"'{run_dir}' has no checkpoint yet; train it first")
-    return run

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from .data import CLASSIFICATION, MASKED_LM, TARGET_SLOT, Example
-from .encoding import encode_examples, target_token_ids
-from .errors import UserError
-from .evaluation import per_example
-from .models import Params, decode_predictions, position_logits
-from .run import Run
+from lime_toolkit.data import CLASSIFICATION, MASKED_LM, TARGET_SLOT, Example
+from lime_toolkit.encoding import encode_examples, per_example, target_token_ids
+from lime_toolkit.errors import UserError
+from lime_toolkit.models import Params, decode_predictions, position_logits
+from lime_toolkit.run import Run
 
 PAIR_SEPARATOR = "|||"
 SEARCH_ORDER = ("test", "dev", "train")  # where a user's input is looked for, smallest split first
@@ -233,7 +232,7 @@ def apply_edit(run: Run, text: str, target: str, lang: str, n_unrelated: int = 3
 def save_edited_model(run: Run, params: Params, out_dir) -> Path:
     """Save a copy of the base model with the edited parameters (and the tokenizer) to ``out_dir``
     with ``save_pretrained``; ``AutoModelFor...from_pretrained(out_dir)`` then predicts as edited."""
-    from .cache import atomic_directory
+    from lime_toolkit.files import atomic_directory
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):

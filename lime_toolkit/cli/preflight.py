@@ -2,30 +2,28 @@
 does not have, is one line in well under a second, without importing torch or transformers.
 
 Each check reads only the configuration and opens the dataset (as ``data describe`` does); the
-command then loads its run as before and meets the same values again.
-"""
+command then loads its run as before and meets the same values again."""
 from __future__ import annotations
 
-from .errors import UserError
-from .sampler import LanguageRoles
+from lime_toolkit.errors import UserError
+from lime_toolkit.sampler import LanguageRoles
 
 
 def command_config(run_dir, config_path, flags: dict) -> dict:
     """The configuration a command will run with: the run directory's (``RUN_DIR/config.yaml``),
     else the defaults, ``--config`` and the flags."""
     if run_dir is not None:
-        from .rundir import read_run_config
+        from lime_toolkit.runs.rundir import read_run_config
 
         return read_run_config(run_dir)
-    from .cli import resolve_config
-    from .cli_eval import RUN_FLAGS
+    from lime_toolkit.cli.common import RUN_FLAGS, resolve_config
 
     return resolve_config(config_path, **{k: v for k, v in flags.items() if k in RUN_FLAGS + ("device", "out")})
 
 
 def dataset_languages(config: dict) -> list[str]:
     """The languages of the configuration's dataset (``--langs`` applied)."""
-    from .run import open_dataset
+    from lime_toolkit.runs.build import open_dataset
 
     return list(open_dataset(config).languages)
 

@@ -31,15 +31,15 @@ from typing import Callable
 
 import torch
 
-from .batched_evaluation import EditJob
-from .data import EditCase, Example
-from .editing import EditingSystem
-from .editor_api import FullEditor
-from .encoding import encode_examples
-from .errors import UserError
-from .evaluation import EvalSettings, check_edit, draw_job
-from .metrics import EditRecord, summarise
-from .models import Params
+from lime_toolkit.batched_evaluation import EditJob
+from lime_toolkit.data import EditCase, Example
+from lime_toolkit.editing import EditingSystem
+from lime_toolkit.editor_api import FullEditor
+from lime_toolkit.encoding import encode_examples
+from lime_toolkit.errors import UserError
+from lime_toolkit.evaluation import EvalSettings, check_edit, draw_job
+from lime_toolkit.metrics import EditRecord, summarise
+from lime_toolkit.models import Params
 
 #: Edit counts after which every edit so far is checked (besides the last edit).
 STAGE_MARKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -171,11 +171,11 @@ def evaluate_sequential_run(run, overrides: dict, n_edits: int | None, batch_edi
                             seeds: list[int] | None = None, checkpoint: str | None = None,
                             on_edit: Callable[[], None] | None = None, runs_by_seed=None,
                             on_total: Callable[[int], None] | None = None) -> dict:
-    """Like :func:`lime_toolkit.eval_job.evaluate_run`, for sequential/batch editing: the evaluation
+    """Like :func:`lime_toolkit.runs.evaluate.evaluate_run`, for sequential/batch editing: the evaluation
     document of every edit after the last step, with ``"sequential"``: ``{"n_edits", "batch_edits",
     "stages": [...]}`` (each stage the mean over seeds, ``std`` and ``per_seed`` of its headline)."""
-    from .eval_job import resolve_settings, run_setting
-    from .reporting import HEADLINE, eval_document, mean_result, mean_std
+    from lime_toolkit.results import HEADLINE, eval_document, mean_result, mean_std
+    from lime_toolkit.runs.evaluate import resolve_settings, run_setting
 
     n, k = check_counts(n_edits, batch_edits)
     split, settings = resolve_settings(run, overrides)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import load_config
-from .errors import UserError
+from lime_toolkit.config import load_config
+from lime_toolkit.errors import UserError
 
 
 def paper_tables() -> dict[int, dict]:
@@ -47,7 +47,7 @@ def grid_spec(table: int | None, path: str | None) -> dict:
     file = Path(path)
     if not file.exists():
         raise UserError(f"grid file '{file}' does not exist; pass --grid with a YAML grid file")
-    from .config import read_yaml_mapping
+    from lime_toolkit.config import read_yaml_mapping
 
     spec = read_yaml_mapping(file, "grid file", "fix it (keys: editors, train_langs, masks, seeds, eval, base)")
     return check_grid(spec, f"grid file '{file}'")
@@ -59,7 +59,8 @@ GRID_KEYS = ("editors", "train_langs", "masks", "seeds", "eval", "base")
 def check_grid(spec: dict, where: str) -> dict:
     """A grid's shape: ``editors``, ``train_langs`` and ``masks`` lists of names, ``seeds`` a list of
     integers >= 0, ``eval`` and ``base`` mappings of config keys. One line per problem."""
-    from .config import SCHEMA, merge, show, suggest, validate
+    from lime_toolkit.config import merge, suggest, validate
+    from lime_toolkit.config_schema import SCHEMA, show
 
     unknown = [k for k in spec if k not in GRID_KEYS]
     if unknown:
@@ -98,7 +99,7 @@ _EXAMPLE = {"editors": "[mend, ft]", "train_langs": "[en, all]", "masks": "[none
 
 
 def defaults_eval() -> dict:
-    from .config import defaults
+    from lime_toolkit.config import defaults
 
     return defaults()["eval"]
 
@@ -127,7 +128,7 @@ def expand(spec: dict, base_config: dict, seeds: list[int], out_dir: Path, full_
 
 
 def base_config(config_path: str | None, spec: dict, overrides: dict) -> dict:
-    from .config import merge, validate
+    from lime_toolkit.config import merge, validate
 
     config = load_config(config_path, overrides)
     if spec.get("base"):
@@ -140,7 +141,7 @@ def base_config(config_path: str | None, spec: dict, overrides: dict) -> dict:
 
 def check_runs(runs: list[GridRun]) -> None:
     """Validate every run's configuration before the first one starts."""
-    from .config import validate
+    from lime_toolkit.config import validate
 
     for r in runs:
         try:

@@ -1,11 +1,32 @@
-"""The face of ``lime-toolkit bench``: run :mod:`lime_toolkit.bench`, print one rich table, write the
-JSON. The command itself is declared in :mod:`lime_toolkit.cli`."""
+"""``lime-toolkit bench``: the speed of the toolkit as ratios, as a rich table and JSON."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
+
+from lime_toolkit.cli.common import console
+
+
+@click.command()
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the measurements as JSON here.")
+@click.option("--quick", is_flag=True, help="Check the command in seconds: the tiny test model instead of the "
+              "demo model, no mBERT-size model, no mLAMA (the numbers mean nothing).")
+@click.option("--no-mbert", "no_mbert", is_flag=True, help="Skip the mBERT-size model.")
+@click.option("--no-mlama", "no_mlama", is_flag=True, help="Skip the mLAMA preparation.")
+@click.option("--mlama-dir", type=click.Path(file_okay=False), default="../shared/data/mlama", show_default=True,
+              help="mLAMA data (the folder holding mlama1.1/) for the preparation timing; skipped if absent.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 32).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+def bench(json_path, quick, no_mbert, no_mlama, mlama_dir, batch_size, device):
+    """Measure speed as ratios in one process: forward, forward+backward, test-time edit,
+    meta-training step, evaluation one edit at a time and batched, peak memory (demo and
+    mBERT-size models), and mLAMA preparation (docs/performance.md)."""
+
+    run_bench_command(json_path, quick, not no_mbert, not no_mlama, mlama_dir, batch_size, device, console())
+
 
 MODELS = (("demo", "demo"), ("mbert_size", "mBERT-size"))
 
@@ -59,11 +80,11 @@ def mlama_line(doc: dict) -> str:
 def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_dir, batch_size, device_spec,
                       err: Console) -> dict:
     """``lime-toolkit bench``: measure, print the table, write ``--json``."""
-    from .rundir import check_output_file
+    from lime_toolkit.runs.rundir import check_output_file
 
     check_output_file(json_path, "--json")
-    from .bench import run_bench  # torch: after the checks
-    from .run import resolve_device
+    from lime_toolkit.devices import resolve_device
+    from lime_toolkit.runs.bench import run_bench
 
     device = resolve_device(device_spec or "auto")
     doc = run_bench(device, quick=quick, mbert=mbert, mlama=mlama, mlama_dir=Path(mlama_dir) if mlama_dir else None,
@@ -73,7 +94,7 @@ def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_di
     out.print(mlama_line(doc))
     out.print(f"bench took {doc['wall_s']:.0f} s")
     if json_path:
-        from .cache import write_json_atomic
+        from lime_toolkit.files import write_json_atomic
 
         write_json_atomic(Path(json_path), doc)
         out.print(f"written: {json_path}")

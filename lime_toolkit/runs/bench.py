@@ -39,13 +39,13 @@ from typing import Callable
 
 import torch
 
-from .batched_evaluation import DEFAULT_BATCH_SIZE
-from .editing import EditingSystem
-from .encoding import encode_examples
-from .evaluation import EvalSettings, edit_records, plan_edits
-from .factors import edit_loss
-from .models import position_logits
-from .sampler import Sample
+from lime_toolkit.batched_evaluation import DEFAULT_BATCH_SIZE
+from lime_toolkit.editing import EditingSystem
+from lime_toolkit.encoding import encode_examples
+from lime_toolkit.evaluation import EvalSettings, edit_records, plan_edits
+from lime_toolkit.factors import edit_loss
+from lime_toolkit.models import position_logits
+from lime_toolkit.sampler import Sample
 
 #: mBERT's shape (bert-base-multilingual-cased), built locally with random weights.
 MBERT_SHAPE = {"vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
@@ -168,7 +168,7 @@ def first_sample(subject: Subject, n_update: int = 1, n_retain: int = 4) -> Samp
 def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int], batch_size: int | None,
             log: Log) -> dict:
     """Every per-model number of the bench for ``subject`` (see the module docstring)."""
-    from .training import meta_loss
+    from lime_toolkit.training import meta_loss
 
     model, system, task = subject.model, subject.system, subject.task
     sample = first_sample(subject)
@@ -267,7 +267,7 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
 
 def default_config() -> dict:
     """The default run's configuration (``lime-toolkit train`` with no flags)."""
-    from .config import load_config
+    from lime_toolkit.config import load_config
 
     return load_config()
 
@@ -275,8 +275,8 @@ def default_config() -> dict:
 def demo_subject(device: torch.device, log: Log) -> Subject:
     """The default run's model (the default dataset's, built into the cache on first use), data and
     editing system, as ``lime-toolkit train`` builds them."""
-    from .config import load_config
-    from .run import build_run
+    from lime_toolkit.config import load_config
+    from lime_toolkit.runs.build import build_run
 
     config = load_config(None, {"device": str(device), "out": tempfile.mkdtemp(prefix="lime-bench-")})
     run = build_run(config, log=log)
@@ -288,15 +288,15 @@ def demo_subject(device: torch.device, log: Log) -> Subject:
 
 def tiny_subject(device: torch.device) -> Subject:
     """The tiny test model and its toy data (``--quick``: a check of the command, not a measurement)."""
-    from .architectures import editable_parameters
-    from .testing import ToyDataset, tiny_masked_lm
+    from lime_toolkit.architectures import editable_parameters
+    from lime_toolkit.testing import ToyDataset, tiny_masked_lm
 
     model, tokenizer = tiny_masked_lm()
     data = ToyDataset()
     splits = ("train", "dev", "test")
     cases = [c for s in splits for c in data.edit_cases(s)]
     pool = {l: [e for s in splits for e in data.locality_pool(s)[l]] for l in data.languages}
-    from .run import component_options
+    from lime_toolkit.runs.build import component_options
 
     options = component_options(default_config(), "editor_options", "editor")
     system = default_system(model, editable_parameters(model, last_n_layers=2), data.languages, options).to(device)
@@ -308,9 +308,9 @@ def tiny_subject(device: torch.device) -> Subject:
 def default_system(model, names: list[str], languages: list[str], editor_options: dict) -> EditingSystem:
     """The default configuration's editor (with ``editor_options``) and mask strategy on
     ``model``'s weights ``names``, built through the plugins."""
-    from .editor_api import EditorSetup
-    from .mask_api import MaskSetup
-    from .plugin_manager import get_plugin_manager
+    from lime_toolkit.editor_api import EditorSetup
+    from lime_toolkit.mask_api import MaskSetup
+    from lime_toolkit.plugin_manager import get_plugin_manager
 
     config = default_config()
     pm = get_plugin_manager()
@@ -331,7 +331,7 @@ def mbert_size_subject(like: Subject, device: torch.device) -> Subject:
     vocabulary)."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from .architectures import editable_parameters
+    from lime_toolkit.architectures import editable_parameters
 
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(**MBERT_SHAPE)).eval()
@@ -351,8 +351,8 @@ def mlama_preparation(data_dir: Path, log: Log) -> dict:
     """Seconds to read every mLAMA language and prepare the test split's edit cases and locality
     pool, first with an empty cache (``cold_s``), then again from the cache it wrote
     (``cached_s``)."""
-    from .dataset_api import DatasetOptions
-    from .plugin_manager import get_plugin_manager
+    from lime_toolkit.dataset_api import DatasetOptions
+    from lime_toolkit.plugin_manager import get_plugin_manager
 
     dataset_cls = get_plugin_manager().datasets.get("mlama").obj
     out: dict = {"data_dir": str(data_dir)}

@@ -8,10 +8,11 @@ import html
 import tempfile
 from pathlib import Path
 
-from . import figures
-from .reporting import language_summaries, load_json
-from .tables import paper_table
-from .train_log import read_train_log
+from lime_toolkit.report import figures
+from lime_toolkit.report.documents import load_json
+from lime_toolkit.report.tables import paper_table
+from lime_toolkit.results import language_summaries
+from lime_toolkit.runs.train_log import read_train_log
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -133,7 +134,7 @@ def _run_section(run_dir: Path, metrics: dict, tmp: Path, index: int, masks: boo
 
 def _mask_section(run_dir: Path, stem: Path, log) -> str:
     try:
-        from .pipeline import open_run
+        from lime_toolkit.runs.build import open_run
 
         run = open_run(run_dir)
         vectors = figures.language_mask_vectors(run.system.masks, list(run.dataset.languages), run.system.param_names)
@@ -150,7 +151,7 @@ def _mask_section(run_dir: Path, stem: Path, log) -> str:
 
 def build_report(run_dirs: list, out, masks: bool = True, log=print) -> Path:
     """Write the HTML report of ``run_dirs`` (each with a ``metrics.json``) to ``out``."""
-    from .errors import UserError
+    from lime_toolkit.errors import UserError
 
     runs = []
     for d in map(Path, run_dirs):
@@ -172,7 +173,7 @@ def build_report(run_dirs: list, out, masks: bool = True, log=print) -> Path:
             body.append(_run_section(d, m, tmp, i, masks, log))
         page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lime-toolkit report</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
-    from .cache import write_text_atomic
+    from lime_toolkit.files import write_text_atomic
 
     write_text_atomic(out, page)
     return out

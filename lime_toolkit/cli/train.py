@@ -1,11 +1,37 @@
-"""The `train` command's face: rich progress while training, a results table at the end."""
+"""``lime-toolkit train``: build a run, meta-train its editor with rich progress, print the held-out results."""
 from __future__ import annotations
 
 import json
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from lime_toolkit.cli.common import console, resolve_config, run_options
+
+
+@click.command()
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (resumed if it holds this run).")
+@click.option("--max-steps", type=int, help="Optimiser steps (default from config).")
+@click.option("--train-langs", help="'en' (English only), 'all', or a comma list of languages.")
+@click.option("--quiet", is_flag=True, help="Only print the final results.")
+@click.option("--log-with", metavar="TRACKERS",
+              help="Also log to Accelerate's trackers: tensorboard, wandb, mlflow, ... (comma list, or all); "
+                   "files under <out>/tracking/.")
+def train(config_path, quiet, log_with, **flags):
+    """Meta-train an editor cross-lingually, then evaluate it on held-out edits.
+
+    With no flags: MEND with LiME L0 masks on the offline demo world.
+    """
+
+    trackers = None
+    if log_with is not None:
+        from lime_toolkit.runs.tracking import parse_log_with
+
+        trackers = parse_log_with(log_with)  # not installed: one line, before anything is loaded
+    run_train(resolve_config(config_path, **flags), console(quiet), quiet, trackers)
 
 
 class RichMonitor:
@@ -66,22 +92,22 @@ def results_table(metrics: dict) -> Table:
 def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] | None = None) -> dict:
     from pathlib import Path
 
-    from .cli import warn_broken_plugins
-    from .run import build_run, default_out
-    from .rundir import check_out
+    from lime_toolkit.cli.common import warn_broken_plugins
+    from lime_toolkit.runs.build import build_run, default_out
+    from lime_toolkit.runs.rundir import check_out
 
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
     warn_broken_plugins(console)
     with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
         run = build_run(config, log=console.print)
-    from .run import lone_launch_note, process_state  # torch: loaded by now
+    from lime_toolkit.devices import lone_launch_note, process_state
 
     if not process_state().is_main_process:
         console, quiet = Console(quiet=True), True  # under accelerate launch the main process alone speaks
     note = lone_launch_note()
     if note:
         console.print(f"[yellow]note:[/] {note}")
-    from .pipeline import check_run_dir, train_and_evaluate  # torch: a model is loaded by now
+    from lime_toolkit.runs.train import check_run_dir, train_and_evaluate
 
     check_run_dir(run)  # a different run in that directory: refused before anything is printed
     console.print(f"[bold]lime-toolkit train[/]: editor {config['editor']}, masks {config['masks']}, "
@@ -95,8 +121,8 @@ def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] |
         monitor = QuietMonitor() if quiet else RichMonitor(progress, int(config["train"]["max_steps"]), console.print)
         tracking = None
         if trackers:
-            from .tracking import AccelerateTracking
-            from .train_log import Tee
+            from lime_toolkit.runs.tracking import AccelerateTracking
+            from lime_toolkit.runs.train_log import Tee
 
             tracking = AccelerateTracking(trackers, run.out, run.config)
             monitor = Tee(monitor, tracking)

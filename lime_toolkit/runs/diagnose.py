@@ -20,13 +20,13 @@ import random
 import torch
 import torch.nn.functional as F
 
-from .architectures import editable_parameters, num_layers
-from .data import EditCase
-from .encoding import encode_examples
-from .evaluation import check_edit
-from .models import position_logits
-from .run import Run
-from .sampler import draw_unrelated
+from lime_toolkit.architectures import editable_parameters, num_layers
+from lime_toolkit.data import EditCase
+from lime_toolkit.encoding import encode_examples
+from lime_toolkit.evaluation import check_edit
+from lime_toolkit.models import position_logits
+from lime_toolkit.run import Run
+from lime_toolkit.sampler import draw_unrelated
 
 
 def _cases(run: Run, split: str, n: int, seed: int) -> list[EditCase]:

@@ -26,7 +26,7 @@ def read_train_log(path) -> list[dict]:
     """The records of a ``train_log.jsonl`` (a file or a run directory); [] when there is none.
     A torn last line (a process killed mid-write) is skipped; any other damaged line is an error
     naming it."""
-    from .errors import UserError
+    from lime_toolkit.errors import UserError
 
     path = Path(path)
     if path.is_dir():
@@ -60,7 +60,7 @@ class JsonlLogger:
     """
 
     def __init__(self, path, resume_step: int | None = None):
-        from .cache import write_text_atomic
+        from lime_toolkit.files import write_text_atomic
 
         self.path = Path(path)
         kept = [r for r in read_train_log(self.path) if r.get("step", 0) <= resume_step] if resume_step else []
@@ -108,7 +108,7 @@ def logged_monitor(out_dir, monitor):
     only the main process writes the log."""
     out_dir = Path(out_dir)
     try:
-        from .run import process_state
+        from lime_toolkit.devices import process_state
 
         if not process_state().is_main_process:
             return monitor
@@ -117,7 +117,7 @@ def logged_monitor(out_dir, monitor):
     last = out_dir / "checkpoints" / "last"
     resume = None
     if last.exists():
-        from .checkpoint import verify
+        from lime_toolkit.checkpoint import verify
 
         resume = int(verify(last).get("step", 0))  # a damaged checkpoint stops here, before the log is touched
     return Tee(monitor, JsonlLogger(out_dir / LOG_NAME, resume_step=resume))

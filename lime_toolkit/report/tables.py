@@ -7,7 +7,7 @@ mean ± sample standard deviation over the seeds (std 0 for one seed).
 """
 from __future__ import annotations
 
-from .reporting import mean_std
+from lime_toolkit.results import mean_std
 
 METRICS = ("acc", "con", "succ", "succ_per_edit")
 

@@ -1,0 +1,2 @@
+"""Results as people read them: markdown and CSV documents, the paper's tables, figures and the
+HTML report."""
