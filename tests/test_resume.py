@@ -104,7 +104,7 @@ from lime_toolkit.testing import ToyPlugin
 get_plugin_manager().register(ToyPlugin(), "toy")
 mode, _, at = os.environ.get("KILL", "").partition(":")
 if mode == "step":  # killed between two checkpoints, right after step `at` was logged
-    from lime_toolkit import train_log
+    from lime_toolkit.runs import train_log
     logged = train_log.JsonlLogger.on_step
     def on_step(self, step, terms, steps_per_s):
         logged(self, step, terms, steps_per_s)
