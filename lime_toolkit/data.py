@@ -52,7 +52,7 @@ class EditCase:
     language. ``meta`` is free-form information for reports (relation, true object ...).
     ``edit_langs`` restricts the languages in which the case may be the *edit* input (``None``: every
     language of ``inputs``); the other languages' inputs still serve as update inputs. XNLI's test
-    edits use it: a pair is edited only in the languages where the raw model gets it wrong.
+    edits use it: a pair is edited only in the languages where the base model gets it wrong.
     ``alternatives`` are other desired targets that are just as valid for this item (language ->
     target each, e.g. every other object of the relation): the training sampler draws among the
     case's own targets and these, so an editor meets each item with many targets and cannot learn

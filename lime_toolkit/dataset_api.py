@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 from lime_toolkit.data import EditCase, Example
 
-#: ``predict(examples) -> predictions``: the raw model's prediction for each example (a string for
+#: ``predict(examples) -> predictions``: the base model's prediction for each example (a string for
 #: masked-LM tasks, a class index for classification). Passed to datasets whose test edits depend on
-#: what the raw model gets wrong.
+#: what the base model gets wrong.
 Predictor = Callable[[Sequence[Example]], list]
 
 
@@ -54,8 +54,8 @@ class Dataset(ABC):
     @abstractmethod
     def edit_cases(self, split: str, *, predict: Predictor | None = None) -> list[EditCase]:
         """Edit requests of ``split`` ("train", "dev" or "test"), each with desired targets in every
-        language. ``predict`` is the raw model's predictor, for datasets whose edits depend on it
-        (XNLI's test edits are the raw model's errors); datasets that do not need it ignore it."""
+        language. ``predict`` is the base model's predictor, for datasets whose edits depend on it
+        (XNLI's test edits are the base model's errors); datasets that do not need it ignore it."""
 
     @abstractmethod
     def locality_pool(self, split: str) -> dict[str, list[Example]]:
@@ -73,7 +73,7 @@ class Dataset(ABC):
         this tokenizer's word pieces). Optional: the default ignores it."""
 
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
-        """Build the raw model for this dataset (``lime-toolkit prepare-base``); returns its
+        """Build the base model for this dataset (``lime-toolkit prepare-base``); returns its
         directory. Optional: the default says the dataset has no such step."""
         from lime_toolkit.errors import UserError
 

@@ -81,18 +81,29 @@ def warn_broken_plugins(out) -> None:
             out.print(f"[yellow]warning:[/] plugin '{info.name}' not loaded: {info.error}")
 
 
+def configured(key: str) -> str:
+    """The default of a dotted config key, as ``defaults.yaml`` holds it, for help texts (so that
+    they never repeat a default that may change)."""
+    from lime_toolkit.config import defaults
+
+    value = defaults()
+    for part in key.split("."):
+        value = value[part]
+    return "null" if value is None else str(value)
+
+
 def run_options(fn):
     """Options shared by the commands that build a run from a configuration."""
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any config keys."),
-        click.option("--editor", help="Editor plugin name (default mend)."),
-        click.option("--masks", help="Mask strategy name (default l0; 'none' for no masks)."),
-        click.option("--dataset", help="Dataset plugin name (default demo)."),
+        click.option("--editor", help=f"Editor plugin name (default {configured('editor')})."),
+        click.option("--masks", help=f"Mask strategy name (default {configured('masks')}; 'none' for no masks)."),
+        click.option("--dataset", help=f"Dataset plugin name (default {configured('dataset')})."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads."),
         click.option("--model", help="Base model: a directory or hub id (default: the dataset's)."),
         click.option("--langs", "languages", help="Comma list: restrict the dataset to these languages."),
         click.option("--limit", type=int, help="At most this many edit cases per split."),
-        click.option("--seed", type=int, help="Random seed (default 0)."),
+        click.option("--seed", type=int, help=f"Random seed (default {configured('seed')})."),
         click.option("--device", help="auto, cpu, cuda or cuda:N."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="Set any config key, e.g. --set train.max_steps=500 (repeatable; YAML values)."),

@@ -9,13 +9,13 @@ from lime_toolkit.cli.common import Group, console, resolve_config
 
 
 @click.command("prepare-base")
-@click.option("--dataset", help="Dataset whose raw model to build (default: the configured dataset).")
+@click.option("--dataset", help="Dataset whose base model to build (default: the configured dataset).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory the dataset reads.")
 @click.option("--langs", "languages", help="Comma list of languages.")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save the model (default: the cache).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def prepare_base(dataset, data_dir, languages, out, seed):
-    """Build the raw model a dataset's edits are made to (the demo's tiny masked LM, ...)."""
+    """Build the base model a dataset's edits are made to (the demo's small masked LM, ...)."""
     from pathlib import Path
 
     from lime_toolkit.cache import check_cache_writable

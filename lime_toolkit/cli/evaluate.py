@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lime_toolkit.cli.common import console, load_run, percent, refuse_run_flags, run_dir_arg, run_options
+from lime_toolkit.cli.common import configured, console, load_run, percent, refuse_run_flags, run_dir_arg, run_options
 from lime_toolkit.errors import UserError
 
 
@@ -21,10 +21,13 @@ from lime_toolkit.errors import UserError
               help="Which checkpoint of RUN_DIR ('init': the untrained editor).")
 @click.option("--edit-langs", help="Edit languages: 'en', 'all' or a comma list (default: the run's config).")
 @click.option("--eval-langs", help="Update/retain languages: 'en', 'all' or a comma list (default: the run's config).")
-@click.option("--split", type=click.Choice(["train", "dev", "test"]), help="Split of the edits (default test).")
+@click.option("--split", type=click.Choice(["train", "dev", "test"]),
+              help=f"Split of the edits (default {configured('eval.split')}).")
 @click.option("--n-update", type=click.IntRange(min=0),
-              help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, 0).")
-@click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
+              help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, "
+                   f"{configured('eval.n_update')}).")
+@click.option("--n-retain", type=click.IntRange(min=0),
+              help=f"Unrelated inputs checked per edit (default {configured('eval.n_retain')}).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--sequential", type=int, metavar="N",

@@ -8,14 +8,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lime_toolkit.cli.common import console, resolve_config, run_options
+from lime_toolkit.cli.common import configured, console, resolve_config, run_options, warn_broken_plugins
 
 
 @click.command()
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (resumed if it holds this run).")
-@click.option("--max-steps", type=int, help="Optimiser steps (default from config).")
-@click.option("--train-langs", help="'en' (English only), 'all', or a comma list of languages.")
+@click.option("--max-steps", type=int, help=f"Optimiser steps (default {configured('train.max_steps')}).")
+@click.option("--train-langs", help=f"'en' (English only), 'all', or a comma list of languages (default "
+              f"{configured('train.langs')}).")
 @click.option("--quiet", is_flag=True, help="Only print the final results.")
 @click.option("--log-with", metavar="TRACKERS",
               help="Also log to Accelerate's trackers: tensorboard, wandb, mlflow, ... (comma list, or all); "
@@ -92,13 +93,12 @@ def results_table(metrics: dict) -> Table:
 def run_train(config: dict, console: Console, quiet: bool, trackers: list[str] | None = None) -> dict:
     from pathlib import Path
 
-    from lime_toolkit.cli.common import warn_broken_plugins
     from lime_toolkit.runs.build import build_run, default_out
     from lime_toolkit.runs.rundir import check_out
 
     check_out(Path(config.get("out") or default_out(config)))  # before anything is loaded
     warn_broken_plugins(console)
-    with console.status("loading dataset and model (the demo builds its tiny model on first use)"):
+    with console.status("loading dataset and model (the demo builds its base model on first use)"):
         run = build_run(config, log=console.print)
     from lime_toolkit.devices import lone_launch_note, process_state
 
