@@ -1,4 +1,5 @@
-"""Where the toolkit caches what it builds, and how it writes there safely."""
+"""Where the toolkit caches what it builds (``$LIME_TOOLKIT_CACHE``) and the key of a cache entry.
+Writes into the cache go through :mod:`lime_toolkit.files`."""
 from __future__ import annotations
 
 import hashlib

@@ -1,7 +1,7 @@
-"""Run directories that cannot be damaged silently: reading their files with one-line errors that
-name the damaged file and the way out, and refusing to write into a directory that is not a run.
+"""Run directories that cannot be damaged silently: their configuration read back with one-line
+errors that name the damaged file and the way out, and no write into a directory that is not a run.
 
-Every file the toolkit writes into a run directory goes through :mod:`lime_toolkit.cache`'s atomic
+Every file the toolkit writes into a run directory goes through :mod:`lime_toolkit.files`' atomic
 writers (or, for checkpoints, :mod:`lime_toolkit.checkpoint`'s staged directories), so a process
 killed at any moment leaves the old file or the new one."""
 from __future__ import annotations
