@@ -25,6 +25,6 @@ def test_help_texts_show_the_configured_defaults():
 
 
 def test_configured_reads_a_changed_default(monkeypatch):
-    monkeypatch.setattr("lime_toolkit.config.defaults", lambda: {"train": {"max_steps": 1234}, "model": None})
+    monkeypatch.setattr(common, "_defaults", lambda: {"train": {"max_steps": 1234}, "model": None})
     assert common.configured("train.max_steps") == "1234"
     assert common.configured("model") == "null"

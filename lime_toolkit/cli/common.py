@@ -2,6 +2,7 @@
 configuration from flags, loading a run for a command."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -81,12 +82,17 @@ def warn_broken_plugins(out) -> None:
             out.print(f"[yellow]warning:[/] plugin '{info.name}' not loaded: {info.error}")
 
 
+@functools.cache
+def _defaults() -> dict:
+    from lime_toolkit.config import defaults
+
+    return defaults()
+
+
 def configured(key: str) -> str:
     """The default of a dotted config key, as ``defaults.yaml`` holds it, for help texts (so that
     they never repeat a default that may change)."""
-    from lime_toolkit.config import defaults
-
-    value = defaults()
+    value = _defaults()
     for part in key.split("."):
         value = value[part]
     return "null" if value is None else str(value)
