@@ -93,7 +93,8 @@ def dataset(data_dir, tmp_path, **kw) -> MlamaDataset:
 
 
 def tokenizer_for(ds: MlamaDataset):
-    from lime_toolkit_plugins.mlama.base_model import fact_examples, train_wordpiece
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
+    from lime_toolkit_plugins.mlama.base_model import fact_examples
 
     texts = [ex.text.replace(TARGET_SLOT, str(ex.target)) for ex in fact_examples(ds, ds.languages)]
     texts += [label for labels in CITIES.values() for label in labels.values()]

@@ -180,10 +180,11 @@ def test_locality_pool_and_limit(tmp_path):
 
 def test_pairs_encode_as_text_pairs(tmp_path):
     from lime_toolkit.encoding import encode_examples
-    from lime_toolkit_plugins.xnli.base_model import train_wordpiece
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
 
     ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
-    tokenizer = train_wordpiece([t for lang in PREMISES for t in PREMISES[lang] + HYPOTHESES[lang]], 300)
+    tokenizer = train_wordpiece([t for lang in PREMISES for t in PREMISES[lang] + HYPOTHESES[lang]], 300,
+                                lowercase=True)
     case = ds.edit_cases("train")[0]
     batch = encode_examples(tokenizer, list(case.inputs.values()), CLASSIFICATION)
     assert batch.labels.tolist() == [ex.target for ex in case.inputs.values()]
