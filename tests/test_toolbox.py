@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -403,3 +404,51 @@ def test_safe_key():
     assert keys == ["bert__encoder__layer__1__output__dense__weight", "cls__predictions__transform__dense__weight"]
     nn.ModuleDict({k: nn.Identity() for k in keys})  # accepted as module keys
     assert safe_key("en") == "en"
+
+
+# -- the documentation --------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def _doc_section() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    return text[text.index("## A toolbox for dataset plugins"):text.index("## The mask strategy contract")]
+
+
+def test_every_public_toolbox_function_is_documented():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lime_toolkit.toolbox as toolbox
+
+    section = _doc_section()
+    for info in pkgutil.iter_modules(toolbox.__path__):
+        module = importlib.import_module(f"lime_toolkit.toolbox.{info.name}")
+        assert (module.__doc__ or "").strip(), f"{info.name} has no module docstring"
+        assert f"lime_toolkit.toolbox.{info.name}" in section
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                assert f"`{name}" in section, f"docs/plugins.md does not describe toolbox.{info.name}.{name}"
+                assert (obj.__doc__ or "").strip(), f"toolbox.{info.name}.{name} has no docstring"
+
+
+def test_the_documented_example_builds_a_model(tmp_path):
+    from lime_toolkit.dataset_api import DatasetOptions
+    from lime_toolkit.testing import ToyDataset
+
+    block = _doc_section().split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    build = namespace["build_tiny_model"]
+    lines: list[str] = []
+    with pytest.raises(UserError, match="^tiny-facts setting steps='x' is not a valid integer$"):
+        build(ToyDataset(DatasetOptions(extra={"steps": "x"})), tmp_path / "model", lines.append)
+    out = build(ToyDataset(DatasetOptions(extra={"steps": "60"})), tmp_path / "model", lines.append)
+    assert is_prepared(out, "recall.json") and lines[0].startswith("recall en ")
+    assert json.loads((out / "recall.json").read_text())["settings"]["steps"] == 60
+    assert build(ToyDataset(DatasetOptions(extra={"steps": "60"})), out, lines.append) == out
+    assert lines[-1] == f"tiny-facts model already prepared: {out}"
