@@ -13,18 +13,18 @@ from lime_toolkit.dataset_api import DatasetOptions
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
 from lime_toolkit.registry import Component
+from lime_toolkit.toolbox.scoring import recall_per_language
+from lime_toolkit.toolbox.wordpiece import SPECIAL_TOKENS, bert_words, learn_vocabulary
 from lime_toolkit_plugins import demo
 from lime_toolkit_plugins.demo.corpus import DemoCorpus, DemoSettings
 from lime_toolkit_plugins.demo.tiny_model import (
     build_demo_model,
     demo_model_dir,
     demo_tokenizer,
-    measure_recall,
     read_recall,
     train_tokenizer,
 )
 from lime_toolkit_plugins.demo.vocabulary import LANGUAGES, RELATIONS
-from lime_toolkit_plugins.demo.wordpiece import bert_words, learn_vocabulary
 
 SMALL = DemoSettings.small()
 SMALL_RECALL_THRESHOLD = 0.8
@@ -185,7 +185,7 @@ def test_locality_pool(tmp_cache):
     corpus = DemoCorpus(DemoSettings.small())
     chars = learn_vocabulary(bert_words([corpus.sentence(f, l) for f in corpus.facts for l in corpus.languages]
                                         + [w for _, objs in RELATIONS.values() for ws in objs.values() for w in ws]),
-                             0, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+                             0, SPECIAL_TOKENS)
     coarse = BertTokenizer(vocab=chars, do_lower_case=False, strip_accents=False)
     ds.bind_tokenizer(coarse)
     bound = ds.locality_pool("test")["en"]
@@ -271,8 +271,8 @@ def test_small_model_saves_reloads_and_recalls(small_model):
         assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
 
     examples = [corpus.example(f, lang) for f in corpus.facts for lang in corpus.languages]
-    assert measure_recall(model, tokenizer, examples) == pytest.approx(info["recall"])
-    assert measure_recall(eager, tokenizer, examples) == pytest.approx(info["recall"])
+    assert recall_per_language(model, tokenizer, examples) == pytest.approx(info["recall"])
+    assert recall_per_language(eager, tokenizer, examples) == pytest.approx(info["recall"])
 
 
 @pytest.mark.slow

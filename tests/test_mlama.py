@@ -93,7 +93,8 @@ def dataset(data_dir, tmp_path, **kw) -> MlamaDataset:
 
 
 def tokenizer_for(ds: MlamaDataset):
-    from lime_toolkit_plugins.mlama.base_model import fact_examples, train_wordpiece
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
+    from lime_toolkit_plugins.mlama.base_model import fact_examples
 
     texts = [ex.text.replace(TARGET_SLOT, str(ex.target)) for ex in fact_examples(ds, ds.languages)]
     texts += [label for labels in CITIES.values() for label in labels.values()]
@@ -241,6 +242,24 @@ def test_missing_directory_language_and_facts(mini, tmp_path):
 def test_default_model_says_how_to_prepare(mini, tmp_path):
     with pytest.raises(UserError, match="prepare-base --dataset mlama"):
         dataset(mini, tmp_path).default_model()
+
+
+def test_prepare_base_builds_reuses_and_serves_a_language_subset(mini, tmp_path):
+    tiny = {"vocab_size": "300", "hidden_size": "16", "intermediate_size": "32", "max_epochs": "2",
+            "batch_size": "16", "recall_sample": "20"}
+    lines: list[str] = []
+    ds = dataset(mini, tmp_path, languages=["en", "de"], extra=tiny)
+    out = ds.prepare_base_model(progress=lines.append)
+    assert out == ds.model_dir() and (out / "config.json").is_file()
+    info = json.loads((out / "recall.json").read_text(encoding="utf-8"))
+    assert list(info["recall"]) == ["en", "de"] and info["epochs"] == 2
+    assert info["key"] == json.loads(json.dumps(ds.model_key()))  # as JSON: tuples are lists
+    assert all(0 <= r <= 1 for r in info["recall"].values())
+    assert ds.default_model() == str(out)
+    assert ds.prepare_base_model(progress=lines.append) == out and lines[-1].endswith(f"already prepared: {out}")
+    assert dataset(mini, tmp_path, languages=["de"], extra=tiny).default_model() == str(out)
+    with pytest.raises(UserError, match=r"cover only en,de, not all of en, fr"):
+        dataset(mini, tmp_path, languages=["en", "fr"], extra=tiny).default_model()
 
 
 # -- the real shared copy -------------------------------------------------------------------------

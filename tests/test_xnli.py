@@ -180,10 +180,11 @@ def test_locality_pool_and_limit(tmp_path):
 
 def test_pairs_encode_as_text_pairs(tmp_path):
     from lime_toolkit.encoding import encode_examples
-    from lime_toolkit_plugins.xnli.base_model import train_wordpiece
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
 
     ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
-    tokenizer = train_wordpiece([t for lang in PREMISES for t in PREMISES[lang] + HYPOTHESES[lang]], 300)
+    tokenizer = train_wordpiece([t for lang in PREMISES for t in PREMISES[lang] + HYPOTHESES[lang]], 300,
+                                lowercase=True)
     case = ds.edit_cases("train")[0]
     batch = encode_examples(tokenizer, list(case.inputs.values()), CLASSIFICATION)
     assert batch.labels.tolist() == [ex.target for ex in case.inputs.values()]
@@ -276,6 +277,28 @@ def test_default_model_says_how_to_prepare(tmp_path):
     ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
     with pytest.raises(UserError, match="prepare-base --dataset xnli"):
         ds.default_model()
+
+
+TINY = {"vocab_size": "300", "hidden_size": "16", "num_heads": "2", "intermediate_size": "32", "epochs": "2"}
+
+
+def test_prepare_base_builds_reuses_and_serves_a_language_subset(tmp_path):
+    data = write_jsonl_fixture(tmp_path / "x")
+    lines: list[str] = []
+    ds = dataset(data, tmp_path, extra=TINY)
+    out = ds.prepare_base_model(progress=lines.append)
+    assert out == ds.model_dir() and (out / "config.json").is_file()
+    info = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))
+    assert list(info["accuracy"]) == ["en", "de"] and info["epochs_run"] == 2
+    assert info["key"] == json.loads(json.dumps(ds.model_key()))  # as JSON: tuples are lists
+    assert ds.default_model() == str(out)
+    assert ds.prepare_base_model(progress=lines.append) == out and lines[-1].endswith(f"already prepared: {out}")
+    # a run on a subset of the languages is served by the model built on all of them
+    assert dataset(data, tmp_path, languages=["de"], extra=TINY).default_model() == str(out)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="is not a prepared xnli raw model"):
+        ds.prepare_base_model(tmp_path / "junk", progress=lines.append)
 
 
 # -- the real shared copy -------------------------------------------------------------------------

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from lime_toolkit.data import SPLITS, TARGET_SLOT, EditCase, Example
 from lime_toolkit.errors import UserError
+from lime_toolkit.toolbox.settings import settings_from_options
 
 from .vocabulary import CYRILLIC, LANGUAGES, RELATIONS, SYLLABLES
 
@@ -72,14 +73,7 @@ class DemoSettings:
         if preset not in ("default", "small"):
             raise UserError(f"unknown demo preset {preset!r}; use 'default' or 'small'")
         base = cls.small() if preset == "small" else cls()
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            raise UserError(f"unknown demo setting(s) {', '.join(unknown)}; valid: preset, {', '.join(sorted(known))}")
-        values = {name: _coerce(getattr(base, name), value, name) for name, value in extra.items()}
-        settings = replace(base, **values)
-        settings.validate()
-        return settings
+        return settings_from_options(cls, extra, owner="demo", base=base, also=("preset",))
 
     def validate(self) -> None:
         """Raise :class:`UserError` for settings that cannot make a demo world."""
@@ -98,22 +92,6 @@ class DemoSettings:
         """``dataclasses.asdict`` in its JSON form (tuples as lists): keys the cache, and equals
         the ``settings`` recorded in ``recall.json``."""
         return json.loads(json.dumps(asdict(self)))
-
-
-def _coerce(default: Any, value: Any, name: str) -> Any:
-    if not isinstance(value, str) or isinstance(default, str):
-        return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-    try:
-        if isinstance(default, bool):
-            return value.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, tuple):
-            items = [v.strip() for v in value.split(",") if v.strip()]
-            if name == "split":
-                return tuple(float(v) for v in items)
-            return tuple(int(v) for v in items) if default and isinstance(default[0], int) else tuple(items)
-        return type(default)(value)
-    except ValueError:
-        raise UserError(f"demo setting {name}={value!r} is not a valid {type(default).__name__}") from None
 
 
 @dataclass(frozen=True)

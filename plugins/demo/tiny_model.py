@@ -14,26 +14,33 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from tokenizers import AddedToken
-from transformers import BertConfig, BertForMaskedLM, BertTokenizer
-from transformers.utils import logging as hf_logging
+from transformers import BertForMaskedLM, BertTokenizer
 
 from lime_toolkit.cache import cache_root, settings_key
-from lime_toolkit.data import MASKED_LM, Example
-from lime_toolkit.encoding import encode_examples
-from lime_toolkit.files import atomic_directory, write_json_atomic
+from lime_toolkit.data import Example
+from lime_toolkit.files import atomic_directory
+from lime_toolkit.toolbox.masked_lm import (
+    IGNORE,
+    WarmupDecay,
+    encode_slot_rows,
+    model_inputs,
+    new_masked_lm,
+    optimizer_step,
+    pad_rows,
+    random_mask,
+    special_ids,
+)
+from lime_toolkit.toolbox.prepared import Log, is_prepared, save_prepared
+from lime_toolkit.toolbox.scoring import recall_per_language, slot_predictions
+from lime_toolkit.toolbox.wordpiece import bert_tokenizer, bert_words, learn_vocabulary
 
 from .corpus import SCRIPT, DemoCorpus, DemoSettings
 from .vocabulary import RELATIONS
-from .wordpiece import bert_words, learn_vocabulary
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 RECALL_FILE = "recall.json"
-
-Log = Callable[[str], None]
 
 
 def demo_cache_dir(settings: DemoSettings, *, root: Path | None = None) -> Path:
@@ -49,7 +56,7 @@ def demo_model_dir(settings: DemoSettings, *, root: Path | None = None) -> Path:
 
 def is_built(settings: DemoSettings, *, root: Path | None = None) -> bool:
     """Whether a complete model for ``settings`` is in the cache."""
-    return (demo_model_dir(settings, root=root) / RECALL_FILE).is_file()
+    return is_prepared(demo_model_dir(settings, root=root), RECALL_FILE)
 
 
 # -- tokenizer ----------------------------------------------------------------------------------
@@ -63,7 +70,7 @@ def train_tokenizer(corpus: DemoCorpus) -> BertTokenizer:
     vocabulary entries; Chinese objects, which BERT would split into characters, are added tokens),
     so the number of ``[MASK]`` tokens in a query never reveals which object is asked for."""
     texts = [corpus.sentence(f, lang) for f in corpus.facts for lang in corpus.languages]
-    vocab = learn_vocabulary(bert_words(texts), corpus.settings.vocab_size, SPECIAL_TOKENS)
+    vocab = learn_vocabulary(bert_words(texts), corpus.settings.vocab_size)
     chinese = []
     for rel in corpus.relations:
         for lang in corpus.languages:
@@ -72,7 +79,7 @@ def train_tokenizer(corpus: DemoCorpus) -> BertTokenizer:
                     chinese.append(word)
                 elif word not in vocab:
                     vocab[word] = len(vocab)
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=False, strip_accents=False, tokenize_chinese_chars=True)
+    tokenizer = bert_tokenizer(vocab)
     tokenizer.add_tokens([AddedToken(w, single_word=False, normalized=False) for w in sorted(set(chinese))])
     return tokenizer
 
@@ -91,40 +98,6 @@ def demo_tokenizer(settings: DemoSettings, *, root: Path | None = None) -> BertT
 
 
 # -- recall -------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def measure_recall(
-    model, tokenizer, examples: Sequence[Example], batch_size: int = 512
-) -> dict[str, float]:
-    """Share of ``examples`` per language whose every ``[MASK]`` position is argmax-correct.
-
-    Examples carry their expected object as ``target``; one forward pass, no iterative decoding."""
-    was_training = model.training
-    model.eval()
-    hits: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = encode_examples(tokenizer, chunk, MASKED_LM)
-        correct = _slot_predictions(model, batch.inputs, batch.rows, batch.cols) == batch.labels
-        wrong_rows = set(batch.rows[~correct].tolist())
-        for i, ex in enumerate(chunk):
-            totals[ex.lang] = totals.get(ex.lang, 0) + 1
-            hits[ex.lang] = hits.get(ex.lang, 0) + (i not in wrong_rows)
-    model.train(was_training)
-    return {lang: hits[lang] / totals[lang] for lang in totals}
-
-
-def _slot_logits(model, inputs: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    if isinstance(model, BertForMaskedLM):
-        # Only the answer slots go through the LM head: the vocabulary projection dominates the cost.
-        return model.cls(model.bert(**inputs).last_hidden_state[rows, cols])
-    return model(**inputs).logits[rows, cols]
-
-
-def _slot_predictions(model, inputs, rows, cols) -> torch.Tensor:
-    return _slot_logits(model, inputs, rows, cols).argmax(-1)
 
 
 def read_recall(settings: DemoSettings, *, root: Path | None = None) -> dict | None:
@@ -155,38 +128,22 @@ def build_demo_model(
         f"building the demo model: {len(corpus.facts)} facts x {len(corpus.languages)} languages, "
         f"vocabulary {len(tokenizer)}, cache {final}"
     )
-    with atomic_directory(final) as tmp:
-        threads = torch.get_num_threads()
-        # At most two threads: a model this small gains nothing from more, and more threads than
-        # free cores slow it down several times (set OMP_NUM_THREADS=1 when other jobs run).
-        torch.set_num_threads(min(2, threads))
-        try:
-            with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-                torch.manual_seed(settings.seed)
-                model, info = _pretrain(settings, corpus, tokenizer, log)
-        finally:
-            torch.set_num_threads(threads)
-        hf_logging.disable_progress_bar()  # no "Writing model shards" bar between the build's lines
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / RECALL_FILE, {**info, "settings": settings.key_dict()})
-    return final
+    threads = torch.get_num_threads()
+    # At most two threads: a model this small gains nothing from more, and more threads than
+    # free cores slow it down several times (set OMP_NUM_THREADS=1 when other jobs run).
+    torch.set_num_threads(min(2, threads))
+    try:
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+            torch.manual_seed(settings.seed)
+            model, info = _pretrain(settings, corpus, tokenizer, log)
+    finally:
+        torch.set_num_threads(threads)
+    return save_prepared(final, model, tokenizer, RECALL_FILE, {**info, "settings": settings.key_dict()})
 
 
 def _new_model(settings: DemoSettings, tokenizer: BertTokenizer) -> BertForMaskedLM:
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.num_layers,
-        num_attention_heads=settings.num_heads,
-        intermediate_size=settings.intermediate_size,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,  # memorising facts: dropout only slows it down
-        attention_probs_dropout_prob=0.0,
-        pad_token_id=tokenizer.pad_token_id,
-        attn_implementation="eager",  # second-order gradients (Editable Training) fail through CPU SDPA
-    )
-    return BertForMaskedLM(config)
+    # memorising facts: dropout only slows it down
+    return new_masked_lm(tokenizer, settings, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def _training_examples(corpus: DemoCorpus) -> tuple[list[Example], list[Example]]:
@@ -207,23 +164,6 @@ def _training_examples(corpus: DemoCorpus) -> tuple[list[Example], list[Example]
     return native, switched
 
 
-def _encode_all(tokenizer, examples: list[Example], chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode examples (object slot masked) into one padded id matrix and a dense label matrix."""
-    ids_parts, label_parts = [], []
-    for start in range(0, len(examples), chunk):
-        batch = encode_examples(tokenizer, examples[start : start + chunk], MASKED_LM)
-        ids = batch.inputs["input_ids"]
-        labels = torch.full_like(ids, -100)
-        labels[batch.rows, batch.cols] = batch.labels
-        ids_parts.append(ids)
-        label_parts.append(labels)
-    width = max(t.shape[1] for t in ids_parts)
-    pad = tokenizer.pad_token_id
-    ids = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad) for t in ids_parts])
-    labels = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-100) for t in label_parts])
-    return ids, labels
-
-
 class _TrainingRows:
     """Every training sentence encoded once: the native rows (each fact in each language, the
     evaluation format, fact-major) first, then the code-switched ones."""
@@ -235,7 +175,7 @@ class _TrainingRows:
         self.native = native
         self.n_langs = len(corpus.languages)
         self.n_facts = len(corpus.facts)
-        self.ids, self.labels = _encode_all(tokenizer, native + switched)
+        self.ids, self.labels = pad_rows(encode_slot_rows(tokenizer, native + switched), tokenizer.pad_token_id)
         self.pad = tokenizer.pad_token_id
         self.lengths = (self.ids != self.pad).sum(1)
         self.n_native = len(native)
@@ -271,7 +211,7 @@ class _TrainingRows:
         unmasked labels: -100 at the positions masked only for the random-masking objective)."""
         native = rows < self.n_native
         self.missed[rows[native]] = False
-        wrong = rows[slot_rows[(slot_labels != -100) & (predictions != slot_labels)]]
+        wrong = rows[slot_rows[(slot_labels != IGNORE) & (predictions != slot_labels)]]
         self.missed[wrong[wrong < self.n_native]] = True
 
 
@@ -309,10 +249,8 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     total_steps = settings.max_epochs * n_batches
     warmup = max(1, round(settings.warmup * total_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
-    special = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, data.pad])
+    schedule = WarmupDecay(warmup, total_steps).scheduler(optimizer)
+    special = special_ids(tokenizer)
     aligned = [k for k in settings.align_layers if 0 < k <= settings.num_layers] if settings.align_weight > 0 else []
     recall: dict[str, float] = {}
     epoch = step = 0
@@ -322,25 +260,21 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
             rows = torch.cat([parallel, extra])
             width = int(data.lengths[rows].max())
             slot_labels = data.labels[rows, :width]
-            ids, labels = _random_mask(data.ids[rows, :width], slot_labels, settings.random_mask_prob, tokenizer, special, gen)
-            inputs = {"input_ids": ids, "attention_mask": (ids != data.pad).long()}
-            out = model.bert(**inputs, output_hidden_states=bool(aligned))
-            r, c = (labels != -100).nonzero(as_tuple=True)
+            ids, labels = random_mask(data.ids[rows, :width], slot_labels, settings.random_mask_prob,
+                                      tokenizer.mask_token_id, special, gen)
+            out = model.bert(**model_inputs(ids, data.pad), output_hidden_states=bool(aligned))
+            r, c = (labels != IGNORE).nonzero(as_tuple=True)
             logits = model.cls(out.last_hidden_state[r, c])
             loss = torch.nn.functional.cross_entropy(logits, labels[r, c])
             if aligned:
                 # the object slot of each parallel row (one word piece: exactly one slot per row)
-                sr, sc = (slot_labels[: len(parallel)] != -100).nonzero(as_tuple=True)
+                sr, sc = (slot_labels[: len(parallel)] != IGNORE).nonzero(as_tuple=True)
                 align = alignment_loss([out.hidden_states[k][sr, sc] for k in aligned], data.n_langs,
                                        settings.align_temperature)
                 loss = loss + settings.align_weight * align
                 total_align += float(align.detach())
             data.note_misses(rows, r, slot_labels[r, c], logits.detach().argmax(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
+            optimizer_step(model, optimizer, schedule, loss)
             step += 1
             total_loss, n_batches = total_loss + loss.item(), n_batches + 1
         if epoch % settings.eval_every and epoch < settings.max_epochs:
@@ -355,7 +289,7 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
         if recall and min(recall.values()) >= settings.target_recall:
             break
     model.eval()
-    recall = measure_recall(model, tokenizer, data.native)  # through the core's encoding, as users see it
+    recall = recall_per_language(model, tokenizer, data.native)  # through the core's encoding, as users see it
     info = {
         "recall": {lang: recall[lang] for lang in corpus.languages},
         "min_recall": min(recall.values()),
@@ -377,8 +311,8 @@ def _native_recall(model, data: _TrainingRows, languages: list[str], batch_size:
         rows = torch.arange(start, min(start + batch_size, data.n_native))
         width = int(data.lengths[rows].max())
         ids, labels = data.ids[rows, :width], data.labels[rows, :width]
-        r, c = (labels != -100).nonzero(as_tuple=True)
-        predictions = _slot_predictions(model, {"input_ids": ids, "attention_mask": (ids != data.pad).long()}, r, c)
+        r, c = (labels != IGNORE).nonzero(as_tuple=True)
+        predictions = slot_predictions(model, model_inputs(ids, data.pad), r, c)
         ok[rows[r[predictions != labels[r, c]]]] = False
     model.train()
     hits = {lang: [0, 0] for lang in languages}
@@ -386,12 +320,3 @@ def _native_recall(model, data: _TrainingRows, languages: list[str], batch_size:
         hits[example.lang][0] += correct
         hits[example.lang][1] += 1
     return {lang: h / n for lang, (h, n) in hits.items()}
-
-
-def _random_mask(ids, labels, prob, tokenizer, special, gen):
-    """Mask a share ``prob`` of the ordinary (non-object, non-special) tokens, BERT-style."""
-    if prob <= 0:
-        return ids, labels
-    eligible = (labels == -100) & ~torch.isin(ids, special)
-    chosen = eligible & (torch.rand(ids.shape, generator=gen) < prob)
-    return ids.masked_fill(chosen, tokenizer.mask_token_id), torch.where(chosen, ids, labels)

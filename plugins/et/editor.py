@@ -21,11 +21,7 @@ from torch import nn
 from lime_toolkit.config_schema import BOOL, Number, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
 from lime_toolkit.errors import UserError
-
-
-def safe_key(name: str) -> str:
-    """A parameter name usable as an ``nn.ParameterDict`` key (no '.')."""
-    return name.replace(".", "__")
+from lime_toolkit.toolbox.names import safe_key
 
 
 class EditableTrainingEditor(FactorEditor):

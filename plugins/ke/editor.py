@@ -30,11 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lime_toolkit.config_schema import Int, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
 from lime_toolkit.errors import UserError
-
-
-def safe_key(name: str) -> str:
-    """A parameter name usable as an ``nn.ModuleDict`` key (no '.')."""
-    return name.replace(".", "__")
+from lime_toolkit.toolbox.names import safe_key
 
 
 class Conditioner(nn.Module):

@@ -10,16 +10,12 @@ from torch import nn
 from lime_toolkit.config_schema import BOOL, Choice, Number, Positive
 from lime_toolkit.errors import UserError
 from lime_toolkit.mask_api import MaskSetup, MaskStrategy
+from lime_toolkit.toolbox.names import safe_key
 
 from .hard_concrete import HardConcreteConfig, HardConcreteMask
 
 REDUCTIONS = ("mean", "sum")
 ANALYSIS_VECTORS = ("log_alpha", "mask")
-
-
-def safe_key(name: str) -> str:
-    """A name usable as an ``nn.ModuleDict`` key (no '.')."""
-    return name.replace(".", "__")
 
 
 def _bool_option(setup: MaskSetup, key: str, default: bool) -> bool:

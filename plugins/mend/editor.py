@@ -7,15 +7,11 @@ from torch import nn
 from lime_toolkit.config_schema import BOOL, Choice, Int, Number, Positive
 from lime_toolkit.editor_api import EditContext, EditorSetup, FactorEditor
 from lime_toolkit.errors import UserError
+from lime_toolkit.toolbox.names import safe_key
 
 from .network import SharedEditorNetwork, normalise
 
 OUTPUT_SPACES = ("input", "normalised")
-
-
-def safe_key(name: str) -> str:
-    """A parameter name usable as an ``nn.ParameterDict`` / ``nn.ModuleDict`` key (no '.')."""
-    return name.replace(".", "__")
 
 
 def _flag(value) -> bool:

@@ -332,9 +332,9 @@ class MlamaDataset(Dataset):
         return self.cache_dir / "mlama" / settings_key(self.model_key()) / "model"
 
     def default_model(self) -> str:
-        from .base_model import find_prepared, prepared_languages
+        from .base_model import find_raw_model, prepared_languages
 
-        found = find_prepared(self)
+        found = find_raw_model(self)
         if found is None:
             built = prepared_languages(self)
             if built:

@@ -1,10 +1,11 @@
 """Dataset-specific settings of the ``mlama`` dataset (``DatasetOptions.extra`` / ``dataset_options``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lime_toolkit.errors import UserError
+from lime_toolkit.toolbox.settings import settings_from_options
 
 #: Languages the prepared tiny model is pre-trained on when no --langs is given: a handful of
 #: scripts (Latin, Cyrillic, Han) that fit a few minutes of CPU.
@@ -38,14 +39,7 @@ class MlamaSettings:
         a directory / hub id to load one from, or ``None``."""
         extra = dict(extra or {})
         tokenizer = extra.pop("tokenizer", None)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            raise UserError(f"unknown mlama setting(s) {', '.join(unknown)}; valid: tokenizer, {', '.join(sorted(known))}")
-        base = cls()
-        settings = replace(base, **{k: _coerce(getattr(base, k), v, k) for k, v in extra.items()})
-        settings.validate()
-        return settings, tokenizer
+        return settings_from_options(cls, extra, owner="mlama", also=("tokenizer",)), tokenizer
 
     def validate(self) -> None:
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
@@ -54,21 +48,3 @@ class MlamaSettings:
     def model_dict(self) -> dict[str, Any]:
         """The settings that decide the raw model (key its cache entry)."""
         return {k: v for k, v in asdict(self).items() if k not in ("split", "split_seed")}
-
-
-def _coerce(default: Any, value: Any, name: str) -> Any:
-    if value is None or not isinstance(value, str):
-        if isinstance(default, tuple) and isinstance(value, list):
-            return tuple(value)
-        return value
-    if isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, tuple):
-            items = [v.strip() for v in value.split(",") if v.strip()]
-            return tuple(float(v) for v in items) if isinstance(default[0], float) else tuple(items)
-        return type(default)(value)
-    except ValueError:
-        raise UserError(f"mlama setting {name}={value!r} is not a valid {type(default).__name__}") from None

@@ -268,9 +268,9 @@ class XnliDataset(Dataset):
         return self.cache_dir / "xnli" / settings_key(self.model_key()) / "model"
 
     def default_model(self) -> str:
-        from .base_model import find_prepared
+        from .base_model import find_raw_model
 
-        found = find_prepared(self)
+        found = find_raw_model(self)
         if found is None:
             where = f" --data-dir {self.options.data_dir}" if self.options.data_dir else ""
             raise UserError(f"no prepared XNLI model for these settings; build one with `lime-toolkit prepare-base "

@@ -1,10 +1,11 @@
 """Dataset-specific settings of the ``xnli`` dataset (``DatasetOptions.extra`` / ``dataset_options``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lime_toolkit.errors import UserError
+from lime_toolkit.toolbox.settings import settings_from_options
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,8 @@ class XnliSettings:
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any] | None) -> "XnliSettings":
-        extra = dict(extra or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            raise UserError(f"unknown xnli setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        base = cls()
-        settings = replace(base, **{k: _coerce(getattr(base, k), v, k) for k, v in extra.items()})
-        settings.validate()
-        return settings
+        """Settings from ``DatasetOptions.extra`` (unknown keys and unreadable values are errors)."""
+        return settings_from_options(cls, extra, owner="xnli")
 
     def validate(self) -> None:
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
@@ -58,21 +52,3 @@ class XnliSettings:
         """The settings that decide the raw model (keys its cache entry)."""
         skip = {"exclude_current"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
-
-
-def _coerce(default: Any, value: Any, name: str) -> Any:
-    if value is None or not isinstance(value, str):
-        if isinstance(default, tuple) and isinstance(value, list):
-            return tuple(value)
-        return value
-    if default is None or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, tuple):
-            items = [v.strip() for v in value.split(",") if v.strip()]
-            return tuple(float(v) for v in items) if isinstance(default[0], float) else tuple(items)
-        return type(default)(value)
-    except ValueError:
-        raise UserError(f"xnli setting {name}={value!r} is not a valid {type(default).__name__}") from None
