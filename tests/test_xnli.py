@@ -1,5 +1,5 @@
 """The xnli dataset: sources (jsonl, XNLI-1.0 TSV, hub fail-fast), parallelism, labels, the
-premise-group split, test edits from the raw model's errors, errors that name file and line.
+premise-group split, test edits from the base model's errors, errors that name file and line.
 
 Small fixtures are written into tmp_path; the real shared copy (../shared/data/xnli, or
 $LIME_TOOLKIT_SHARED_DATA/xnli) is used when present and skipped with a reason otherwise.
@@ -135,7 +135,7 @@ def test_split_keeps_premise_groups_together(tmp_path):
     assert [c.id for c in de_only.edit_cases("train")] == [c.id for c in ds.edit_cases("train")]
 
 
-def test_test_edits_are_raw_model_errors_per_language(tmp_path):
+def test_test_edits_are_base_model_errors_per_language(tmp_path):
     ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path)
 
     def wrong_in_german(examples):  # right in English, wrong in German
@@ -297,7 +297,7 @@ def test_prepare_base_builds_reuses_and_serves_a_language_subset(tmp_path):
     assert dataset(data, tmp_path, languages=["de"], extra=TINY).default_model() == str(out)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="is not a prepared xnli raw model"):
+    with pytest.raises(UserError, match="is not a prepared xnli base model"):
         ds.prepare_base_model(tmp_path / "junk", progress=lines.append)
 
 

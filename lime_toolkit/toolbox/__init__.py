@@ -1,4 +1,4 @@
-"""A toolbox for dataset plugins: the pieces every built-in dataset uses to build its raw model.
+"""A toolbox for dataset plugins: the pieces every built-in dataset uses to build its base model.
 
 Each module states its contract in its docstring; docs/plugins.md ("A toolbox for dataset
 plugins") shows them together with an example.

@@ -17,6 +17,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,10 +38,13 @@ from lime_toolkit.toolbox.prepared import Log, claim_target, find_prepared, prep
 from lime_toolkit.toolbox.scoring import recall_per_language, slot_logits
 from lime_toolkit.toolbox.wordpiece import train_wordpiece
 
-from .dataset import RECALL_FILE, MlamaDataset
+if TYPE_CHECKING:
+    from .dataset import MlamaDataset
+
+RECALL_FILE = "recall.json"  # written beside a prepared base model
 
 
-def find_raw_model(ds: MlamaDataset) -> Path | None:
+def find_base_model(ds: MlamaDataset) -> Path | None:
     """The prepared model for ``ds``'s settings (when its languages cover ``ds.languages``); else
     the newest prepared model built from the same data whose languages cover ``ds.languages``."""
     exact = ds.model_dir() if set(ds.languages) <= set(ds.model_languages()) else None
@@ -68,11 +72,11 @@ def fact_examples(ds: MlamaDataset, langs: list[str]) -> list[Example]:
     return out
 
 
-def build_raw_model(ds: MlamaDataset, out_dir: Path | None, log: Log = print) -> Path:
+def build_base_model(ds: MlamaDataset, out_dir: Path | None, log: Log = print) -> Path:
     """Build (or reuse) the tiny mLAMA masked LM for ``ds``; returns its directory."""
     s = ds.settings
     final = Path(out_dir).expanduser() if out_dir else ds.model_dir()
-    if claim_target(final, RECALL_FILE, "mlama raw model", log):
+    if claim_target(final, RECALL_FILE, "mlama base model", log):
         return final
     langs = ds.model_languages()
     if ds.options.languages is None:
@@ -146,6 +150,6 @@ def build_raw_model(ds: MlamaDataset, out_dir: Path | None, log: Log = print) ->
         "key": ds.model_key(),
     }
     save_prepared(final, model, tokenizer, RECALL_FILE, info)
-    log(f"saved the mlama raw model to {final} (recall on {s.recall_sample} facts a language: "
+    log(f"saved the mlama base model to {final} (recall on {s.recall_sample} facts a language: "
         + " ".join(f"{l} {v:.1%}" for l, v in scores.items()) + ")")
     return final

@@ -35,8 +35,6 @@ from lime_toolkit.errors import UserError
 from .reader import OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate, read_language
 from .settings import MlamaSettings
 
-RECALL_FILE = "recall.json"
-
 
 @dataclass(frozen=True)
 class Fact:
@@ -315,7 +313,7 @@ class MlamaDataset(Dataset):
             out[lang] = {"all": data.n_rows, **{s: counts.get(s, 0) for s in SPLITS}}
         return out
 
-    # -- the raw model -----------------------------------------------------------------------------
+    # -- the base model -----------------------------------------------------------------------------
 
     def model_languages(self) -> list[str]:
         """Languages the prepared model is pre-trained on: ``options.languages``, else the default
@@ -332,9 +330,9 @@ class MlamaDataset(Dataset):
         return self.cache_dir / "mlama" / settings_key(self.model_key()) / "model"
 
     def default_model(self) -> str:
-        from .base_model import find_raw_model, prepared_languages
+        from .base_model import find_base_model, prepared_languages
 
-        found = find_raw_model(self)
+        found = find_base_model(self)
         if found is None:
             built = prepared_languages(self)
             if built:
@@ -351,6 +349,6 @@ class MlamaDataset(Dataset):
         return str(found)
 
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
-        from .base_model import build_raw_model
+        from .base_model import build_base_model
 
-        return build_raw_model(self, out_dir, log=progress or print)
+        return build_base_model(self, out_dir, log=progress or print)

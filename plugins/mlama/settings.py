@@ -46,5 +46,5 @@ class MlamaSettings:
             raise UserError(f"mlama split {self.split} must be three positive shares (train, dev, test) summing to 1")
 
     def model_dict(self) -> dict[str, Any]:
-        """The settings that decide the raw model (key its cache entry)."""
+        """The settings that decide the base model (key its cache entry)."""
         return {k: v for k, v in asdict(self).items() if k not in ("split", "split_seed")}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,11 +28,15 @@ from lime_toolkit.toolbox.prepared import Log, claim_target, find_prepared, save
 from lime_toolkit.toolbox.scoring import accuracy_per_language
 from lime_toolkit.toolbox.wordpiece import train_wordpiece
 
-from .dataset import ACCURACY_FILE, XnliDataset
 from .reader import LABELS
 
+if TYPE_CHECKING:
+    from .dataset import XnliDataset
 
-def find_raw_model(ds: XnliDataset) -> Path | None:
+ACCURACY_FILE = "accuracy.json"  # written beside a prepared base model
+
+
+def find_base_model(ds: XnliDataset) -> Path | None:
     """The prepared model for ``ds``'s settings; else the newest prepared model built from the same
     data whose languages cover ``ds.languages`` (prepare-base on all languages serves a run on a
     subset)."""
@@ -87,11 +92,11 @@ def _pretrained(ds: XnliDataset, log: Log):
     return model, tokenizer
 
 
-def build_raw_model(ds: XnliDataset, out_dir: Path | None, log: Log = print) -> Path:
-    """Build (or reuse) the raw model for ``ds``; returns its directory."""
+def build_base_model(ds: XnliDataset, out_dir: Path | None, log: Log = print) -> Path:
+    """Build (or reuse) the base model for ``ds``; returns its directory."""
     s = ds.settings
     final = Path(out_dir).expanduser() if out_dir else ds.model_dir()
-    if claim_target(final, ACCURACY_FILE, "xnli raw model", log):
+    if claim_target(final, ACCURACY_FILE, "xnli base model", log):
         return final
     have = ds.table.languages
     missing = [l for l in s.train_langs if l not in have]
@@ -161,5 +166,5 @@ def build_raw_model(ds: XnliDataset, out_dir: Path | None, log: Log = print) -> 
         "key": ds.model_key(),
     }
     save_prepared(final, model, tokenizer, ACCURACY_FILE, info)
-    log(f"saved the xnli raw model to {final}")
+    log(f"saved the xnli base model to {final}")
     return final

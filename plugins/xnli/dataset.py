@@ -11,9 +11,9 @@ not depend on which languages a run selects.
 
 Edits. Train and dev edits ask for a uniformly random label (``exclude_current``: a label the raw
 model predicts in none of the pair's languages, else one other than its prediction in the first
-language). Test edits are the raw model's errors: one case
-per pair the raw model gets wrong in at least one selected language, every language's input carries
-the gold label, and the case may be edited only in the languages where the raw model is wrong
+language). Test edits are the base model's errors: one case
+per pair the base model gets wrong in at least one selected language, every language's input carries
+the gold label, and the case may be edited only in the languages where the base model is wrong
 (``EditCase.edit_langs`` when the core has it; always ``meta["edit_langs"]``).
 """
 from __future__ import annotations
@@ -30,8 +30,6 @@ from lime_toolkit.errors import UserError
 
 from .reader import LABELS, PAPER_ORDER, XnliTable, fingerprint, locate, order_languages, read_table
 from .settings import XnliSettings
-
-ACCURACY_FILE = "accuracy.json"
 
 
 def make_case(case_id: str, inputs: dict[str, Example], meta: dict, edit_langs: list[str] | None) -> EditCase:
@@ -194,10 +192,10 @@ class XnliDataset(Dataset):
         if split == "test":
             return self._test_cases(predict)
         file_split, items = self._examples(split)
-        preds: dict[str, list[int]] = {}  # case id -> the raw model's predictions, in language order
+        preds: dict[str, list[int]] = {}  # case id -> the base model's predictions, in language order
         if self.settings.exclude_current:
             if predict is None:
-                raise UserError("xnli setting exclude_current needs the raw model's predictions (predict=...)")
+                raise UserError("xnli setting exclude_current needs the base model's predictions (predict=...)")
             flat = [ex for _, inputs in items for ex in inputs.values()]
             for ex, p in zip(flat, predict([_unlabelled(ex) for ex in flat])):
                 preds.setdefault(ex.id, []).append(int(p))
@@ -218,8 +216,8 @@ class XnliDataset(Dataset):
 
     def _test_cases(self, predict: Predictor | None) -> list[EditCase]:
         if predict is None:
-            raise UserError("XNLI test edits are the raw model's errors, so edit_cases('test') needs predict= "
-                            "(the raw model's predictor)")
+            raise UserError("XNLI test edits are the base model's errors, so edit_cases('test') needs predict= "
+                            "(the base model's predictor)")
         file_split, items = self._examples("test")
         flat = [ex for _, inputs in items for ex in inputs.values()]
         predicted = {(ex.id, ex.lang): int(p) for ex, p in zip(flat, predict([_unlabelled(ex) for ex in flat]))}
@@ -252,7 +250,7 @@ class XnliDataset(Dataset):
         """Pairs per editing split (after ``limit``)."""
         return {s: len(self.items(s)[1]) for s in SPLITS}
 
-    # -- the raw model ---------------------------------------------------------------------
+    # -- the base model ---------------------------------------------------------------------
 
     def model_key(self) -> dict:
         return {
@@ -264,13 +262,13 @@ class XnliDataset(Dataset):
         }
 
     def model_dir(self) -> Path:
-        """Where ``prepare_base_model`` caches the raw model for these settings."""
+        """Where ``prepare_base_model`` caches the base model for these settings."""
         return self.cache_dir / "xnli" / settings_key(self.model_key()) / "model"
 
     def default_model(self) -> str:
-        from .base_model import find_raw_model
+        from .base_model import find_base_model
 
-        found = find_raw_model(self)
+        found = find_base_model(self)
         if found is None:
             where = f" --data-dir {self.options.data_dir}" if self.options.data_dir else ""
             raise UserError(f"no prepared XNLI model for these settings; build one with `lime-toolkit prepare-base "
@@ -279,9 +277,9 @@ class XnliDataset(Dataset):
         return str(found)
 
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
-        from .base_model import build_raw_model
+        from .base_model import build_base_model
 
-        return build_raw_model(self, out_dir, log=progress or print)
+        return build_base_model(self, out_dir, log=progress or print)
 
 
 def _unlabelled(ex: Example) -> Example:

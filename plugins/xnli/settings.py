@@ -11,7 +11,7 @@ from lime_toolkit.toolbox.settings import settings_from_options
 @dataclass(frozen=True)
 class XnliSettings:
     """Every XNLI setting. The first group decides what is read and how it is split into editing
-    splits, the second the editing targets, the third the raw model ``prepare-base`` builds."""
+    splits, the second the editing targets, the third the base model ``prepare-base`` builds."""
 
     source: str = "auto"  # auto | jsonl | tsv | hf
     hf_name: str = "facebook/xnli"
@@ -19,10 +19,10 @@ class XnliSettings:
     dev_split: tuple[float, float] = (0.85, 0.15)  # train/dev shares of the dev file when a test file exists
     split_seed: int = 0  # the split does not move with the run's seed
 
-    exclude_current: bool = False  # train/dev edits: never ask for the raw model's current prediction
+    exclude_current: bool = False  # train/dev edits: never ask for the base model's current prediction
 
     base_model: str | None = None  # a hub id or directory to fine-tune instead of the tiny BERT
-    train_langs: tuple[str, ...] = ("en",)  # languages the raw model is fine-tuned on
+    train_langs: tuple[str, ...] = ("en",)  # languages the base model is fine-tuned on
     vocab_size: int = 8000
     hidden_size: int = 64
     num_layers: int = 2
@@ -49,6 +49,6 @@ class XnliSettings:
             raise UserError(f"unknown xnli source {self.source!r}; choose auto, jsonl, tsv or hf")
 
     def model_dict(self) -> dict[str, Any]:
-        """The settings that decide the raw model (keys its cache entry)."""
+        """The settings that decide the base model (keys its cache entry)."""
         skip = {"exclude_current"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
