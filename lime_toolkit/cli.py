@@ -286,6 +286,9 @@ def _run_dir_arg(fn):
               help="Parallel inputs checked per edit; 0 = every eval language (default: the config's eval.n_update, 0).")
 @click.option("--n-retain", type=click.IntRange(min=0), help="Unrelated inputs checked per edit (default 4).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
+@click.option("--edit-scale", type=click.FloatRange(min=0, min_open=True),
+              help="Multiply every edit's update by this (default: the config's eval.edit_scale, 1.0): a probe of "
+                   "whether edits are too weak or too strong.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--sequential", type=int, metavar="N",
               help="Sequential editing: N held-out edits one after another on the same model; acc of every "

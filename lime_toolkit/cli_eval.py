@@ -107,7 +107,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
 
     seeds = parse_seeds(flags.pop("seeds"))
     checkpoint = flags.pop("checkpoint")
-    overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
+    overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits",
+                                                "edit_scale")}
     json_path, name, batch_size = flags.pop("json_path"), flags.pop("name"), flags.pop("batch_size")
     n_seq, k_batch = flags.pop("sequential", None), flags.pop("batch_edits", None)
     records_path = flags.pop("records", None)
@@ -164,7 +165,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     cfg_eval = run.config["eval"]
     if name is None:
         name = setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
-                            overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)
+                            overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain,
+                            settings.edit_scale)
         if many:
             from .sequential import sequential_name
 

@@ -10,7 +10,7 @@ import torch
 
 from .batched_evaluation import EditJob, check_edits, resolve_batch_size
 from .data import EditCase, Example
-from .editing import EditingSystem
+from .editing import EditingSystem, scaled_edits
 from .encoding import encode_examples
 from .errors import UserError
 from .metrics import EditRecord, summarise
@@ -25,7 +25,8 @@ class EvalSettings:
     ``intervals``: add the bootstrap intervals (validation during training needs only the means);
     ``batch_size``: edits made and checked together when the editor's edits are low-rank (None:
     :data:`~lime_toolkit.batched_evaluation.DEFAULT_BATCH_SIZE`; 1: one at a time; other editors
-    always go one at a time). The records do not depend on it."""
+    always go one at a time). The records do not depend on it. ``edit_scale``: every edit's update
+    multiplied by this (1.0: as the editor makes it; a probe of the edits' magnitude)."""
 
     edit_langs: list[str]
     eval_langs: list[str]
@@ -35,6 +36,7 @@ class EvalSettings:
     seed: int = 0
     intervals: bool = True
     batch_size: int | None = None
+    edit_scale: float = 1.0
 
 
 def per_example(flags: torch.Tensor, rows: torch.Tensor, n: int) -> list[bool]:
@@ -142,7 +144,8 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
     system.eval()
     try:
         jobs = list(plan_edits(cases, pool, settings))
-        records = edit_records(system, tokenizer, task, jobs, settings.batch_size, on_edit)
+        with scaled_edits(system, settings.edit_scale):
+            records = edit_records(system, tokenizer, task, jobs, settings.batch_size, on_edit)
     finally:
         system.train(was_training)
     if on_records:

@@ -7,6 +7,7 @@ from .cache import write_json_atomic
 from .checkpoint import load_checkpoint
 from .config import save_config
 from .errors import UserError
+from .eval_job import scale_setting
 from .evaluation import EvalSettings, evaluate
 from .run import Run
 from .train_log import logged_monitor
@@ -18,7 +19,8 @@ def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
     edit = run.roles(cfg["edit_langs"]).edit
     evals = run.roles(cfg["eval_langs"]).edit
     return EvalSettings(list(edit), list(evals), int(cfg["n_update"]), int(cfg["n_retain"]),
-                        None if cfg["max_edits"] is None else int(cfg["max_edits"]), int(run.config["seed"]))
+                        None if cfg["max_edits"] is None else int(cfg["max_edits"]), int(run.config["seed"]),
+                        edit_scale=float(cfg.get("edit_scale", 1.0)))
 
 
 def check_run_dir(run: Run) -> None:
@@ -88,7 +90,7 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
         "train_langs": run.config["train"]["langs"] if run.system.editor.trainable else "n/a", "split": split,
         "edit_langs": settings.edit_langs,
         "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
-        "seed": run.config["seed"], "model": run.config["model"],
+        "seed": run.config["seed"], "model": run.config["model"], **scale_setting(settings),
     }
     if result is not None:
         metrics["training"] = {"steps": result.steps, "best_step": result.best_step,
