@@ -68,10 +68,12 @@ def resolve_batch_size(system: EditingSystem, batch_size: int | None) -> int:
     return DEFAULT_BATCH_SIZE if batch_size is None else max(1, int(batch_size))
 
 
-def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> list[ExampleFactors]:
+def capture_example_factors(model: nn.Module, batch: Batch, params: Params,
+                            losses: list[float] | None = None) -> list[ExampleFactors]:
     """Per example of ``batch``: ``{name: (x, δ)}`` of the edited weights ``params``, as
     :func:`lime_toolkit.factors.capture_factors` gives for that example alone (detached; tokens
-    where x or δ is all zero, padding among them, dropped)."""
+    where x or δ is all zero, padding among them, dropped). ``losses``, when given, receives each
+    example's own loss."""
     leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
     with linear_io(model, params) as seen, torch.enable_grad():
         logits = position_logits(model, batch, leaves)
@@ -81,6 +83,9 @@ def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> l
         counts = torch.bincount(batch.rows[target], minlength=len(batch.examples)).to(per_position.dtype)
         weight = torch.where(target, 1.0 / counts.clamp(min=1)[batch.rows], torch.zeros_like(per_position))
         loss = (per_position * weight).sum()
+        if losses is not None:
+            own = torch.zeros(len(batch.examples), dtype=per_position.dtype, device=per_position.device)
+            losses.extend(own.index_add_(0, batch.rows, (per_position * weight).detach()).tolist())
         names = list(seen)
         grads = torch.autograd.grad(loss, [seen[n][1] for n in names], allow_unused=True)
     out: list[ExampleFactors] = [{} for _ in batch.examples]
@@ -97,8 +102,11 @@ def capture_example_factors(model: nn.Module, batch: Batch, params: Params) -> l
 
 
 def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],
-                        factors: list[ExampleFactors], device) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """Per edit: ``{name: (x̃, α·δ̃)}`` after its language's masks and the editor's transform. A
+                        factors: list[ExampleFactors], device,
+                        losses: list[float] | None = None) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per edit: ``{name: (x̃, s·α·δ̃)}`` after its language's masks and the editor's transform, s
+    the system's ``edit_scale`` times its :meth:`~lime_toolkit.editing.EditingSystem.loss_factor`
+    of the edit's loss (``losses``, needed when ``loss_power`` is set). A
     :attr:`~lime_toolkit.editor_api.FactorEditor.tokenwise` editor transforms the tokens of all the
     edits in one call per weight; any other gets one call per edit with that edit's context."""
     editor, masks = system.editor, system.masks
@@ -107,6 +115,10 @@ def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[
         masked.append({name: masks.apply(name, job.lang, x, delta) if masks is not None else (x, delta)
                        for name, (x, delta) in mine.items()})
     out: list[dict] = [{} for _ in jobs]
+    scales = [system.edit_scale * (system.loss_factor(losses[e]) if losses is not None else 1.0)
+              for e in range(len(jobs))]
+    if system.loss_power and losses is None:
+        raise ValueError("transformed_factors: loss_power is set, so the edits' losses are needed")
     if getattr(editor, "tokenwise", False):
         for name in masked[0]:
             sizes = [len(edit[name][0]) for edit in masked]
@@ -114,13 +126,13 @@ def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[
                                         torch.cat([edit[name][1] for edit in masked]), None)
             d_t = editor.step_size(name) * d_t
             for e, (x_e, d_e) in enumerate(zip(x_t.split(sizes), d_t.split(sizes))):
-                out[e][name] = (x_e, d_e)
+                out[e][name] = (x_e, scales[e] * d_e)
         return out
     for e, (job, edit) in enumerate(zip(jobs, masked)):
         ctx = system.context(encode_examples(tokenizer, [job.case.inputs[job.lang]], task).to(device), job.lang)
         for name, (x, delta) in edit.items():
             x_t, d_t = editor.transform(name, x, delta, ctx)
-            out[e][name] = (x_t, editor.step_size(name) * d_t)
+            out[e][name] = (x_t, scales[e] * editor.step_size(name) * d_t)
     return out
 
 
@@ -238,8 +250,9 @@ def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]
     device = next(model.parameters()).device
     base = system.base_params()
     edit_batch = encode_examples(tokenizer, [j.case.inputs[j.lang] for j in jobs], task).to(device)
-    updates = FactoredUpdates(transformed_factors(system, tokenizer, task, jobs,
-                                                  capture_example_factors(model, edit_batch, base), device))
+    losses: list[float] = []
+    factors = capture_example_factors(model, edit_batch, base, losses)
+    updates = FactoredUpdates(transformed_factors(system, tokenizer, task, jobs, factors, device, losses))
     # every update and retain input, with its edit and whether it is a retain input
     checked = [(ex, e, k >= len(j.updates)) for e, j in enumerate(jobs) for k, ex in enumerate(j.updates + j.retains)]
     lengths = encode_examples(tokenizer, [ex for ex, _, _ in checked], task).inputs["attention_mask"].sum(dim=1)

@@ -215,6 +215,7 @@ SCHEMA: dict[str, Any] = {
         "params": Spec("str_list", nullable=True),
         "layers": Spec("int_list", nullable=True),
         "last_n_layers": Int(1),
+        "loss_power": Number(0),
     },
     "train": {
         "langs": LANGS,
@@ -231,6 +232,7 @@ SCHEMA: dict[str, Any] = {
         "val_every": Int(1),
         "val_edits": Int(1),
         "patience": Int(0),
+        "hard_targets": Int(1),
     },
     "eval": {
         "split": Choice("train", "dev", "test"),
@@ -239,6 +241,7 @@ SCHEMA: dict[str, Any] = {
         "n_update": Int(0),
         "n_retain": Int(0),
         "max_edits": Int(0, nullable=True),
+        "edit_scale": Positive(),
     },
     "editor_options": OPTIONS,
     "mask_options": OPTIONS,

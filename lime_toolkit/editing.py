@@ -6,6 +6,9 @@ the mask strategy of the edit language, and forms W' = W − α·ΔW.
 """
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -15,6 +18,18 @@ from lime_toolkit.errors import UserError
 from lime_toolkit.factors import capture_factors, edit_loss
 from lime_toolkit.mask_api import MaskStrategy
 from lime_toolkit.models import Params, position_logits
+
+
+@contextmanager
+def scaled_edits(system: "EditingSystem", scale: float):
+    """Within the block, every edit of ``system`` is multiplied by ``scale`` (``eval.edit_scale``:
+    a probe of whether edits are too weak or too strong, never used in training)."""
+    saved = system.edit_scale
+    system.edit_scale = float(scale)
+    try:
+        yield system
+    finally:
+        system.edit_scale = saved
 
 
 class EditingSystem(nn.Module):
@@ -29,6 +44,14 @@ class EditingSystem(nn.Module):
         self.param_names = list(param_names)
         self.editor = editor
         self.masks = masks
+        #: A multiplier on every edit's update (W' = W − scale·α·ΔW; for full editors the change
+        #: W' − W); 1.0 in training; evaluation sets it from ``eval.edit_scale`` (:func:`scaled_edits`).
+        self.edit_scale = 1.0
+        #: γ of ``edit.loss_power``: a factor editor's update is multiplied by (L / L_uniform)^γ, L
+        #: the edit input's loss under the unedited weights and L_uniform the loss of a uniform
+        #: prediction (ln of the number of outputs), so an edit whose target the model finds less
+        #: likely moves the weights further (0: off, every edit as the editor makes it).
+        self.loss_power = 0.0
         if masks is not None and not editor.supports_masks:
             raise UserError(f"editor '{type(editor).__name__}' edits the model itself and cannot use masks; "
                             f"use --masks none")
@@ -57,7 +80,10 @@ class EditingSystem(nn.Module):
         """Edited parameters for the edit input ``batch`` in language ``lang``."""
         base = self.base_params()
         if isinstance(self.editor, FullEditor):
-            return self.editor.edit(base, self.context(batch, lang))
+            edited = self.editor.edit(base, self.context(batch, lang))
+            if self.edit_scale == 1.0:
+                return edited
+            return {n: base[n] + self.edit_scale * (p - base[n]) if n in base else p for n, p in edited.items()}
         return {name: base[name] - update for name, update in self.updates(batch, lang, base).items()}
 
     def updates(self, batch: Batch, lang: str, params: Params) -> Params:
@@ -68,10 +94,24 @@ class EditingSystem(nn.Module):
         ctx = self.context(batch, lang)
         # evaluation runs under no_grad: no second-order graph is needed there
         second_order = self.editor.second_order and torch.is_grad_enabled()
-        _, factors = capture_factors(self.model, batch, params, create_graph=second_order)
+        loss, factors = capture_factors(self.model, batch, params, create_graph=second_order)
+        scale = self.edit_scale * (self.loss_factor(float(loss.detach())) if self.loss_power else 1.0)
         out = {}
         for name, (x, delta) in factors.items():
             if self.masks is not None:
                 x, delta = self.masks.apply(name, lang, x, delta)
-            out[name] = self.editor.step_size(name) * self.editor.delta_weight(name, x, delta, ctx)
+            out[name] = scale * self.editor.step_size(name) * self.editor.delta_weight(name, x, delta, ctx)
         return out
+
+    def loss_factor(self, loss: float) -> float:
+        """(``loss`` / L_uniform)^γ with γ = :attr:`loss_power` (1.0 when γ is 0)."""
+        if not self.loss_power:
+            return 1.0
+        return (max(loss, 0.0) / self.uniform_loss()) ** self.loss_power
+
+    def uniform_loss(self) -> float:
+        """ln of the number of outputs (the output vocabulary, or the classes): the loss of a
+        uniform prediction, the unit of :meth:`loss_factor`."""
+        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        n = getattr(head, "out_features", None) or getattr(getattr(self.model, "config", None), "num_labels", None)
+        return math.log(max(int(n or 2), 2))

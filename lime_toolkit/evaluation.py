@@ -10,7 +10,7 @@ import torch
 
 from lime_toolkit.batched_evaluation import EditJob, check_edits, resolve_batch_size
 from lime_toolkit.data import EditCase, Example
-from lime_toolkit.editing import EditingSystem
+from lime_toolkit.editing import EditingSystem, scaled_edits
 from lime_toolkit.encoding import encode_examples, per_example
 from lime_toolkit.errors import UserError
 from lime_toolkit.metrics import EditRecord, summarise
@@ -25,7 +25,8 @@ class EvalSettings:
     ``intervals``: add the bootstrap intervals (validation during training needs only the means);
     ``batch_size``: edits made and checked together when the editor's edits are low-rank (None:
     :data:`~lime_toolkit.batched_evaluation.DEFAULT_BATCH_SIZE`; 1: one at a time; other editors
-    always go one at a time). The records do not depend on it."""
+    always go one at a time). The records do not depend on it. ``edit_scale``: every edit's update
+    multiplied by this (1.0: as the editor makes it; a probe of the edits' magnitude)."""
 
     edit_langs: list[str]
     eval_langs: list[str]
@@ -35,6 +36,7 @@ class EvalSettings:
     seed: int = 0
     intervals: bool = True
     batch_size: int | None = None
+    edit_scale: float = 1.0
 
 
 @torch.no_grad()
@@ -135,7 +137,8 @@ def evaluate(system: EditingSystem, tokenizer, task: str, cases: list[EditCase],
     system.eval()
     try:
         jobs = list(plan_edits(cases, pool, settings))
-        records = edit_records(system, tokenizer, task, jobs, settings.batch_size, on_edit)
+        with scaled_edits(system, settings.edit_scale):
+            records = edit_records(system, tokenizer, task, jobs, settings.batch_size, on_edit)
     finally:
         system.train(was_training)
     if on_records:

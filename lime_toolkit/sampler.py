@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Callable
 
 from lime_toolkit.data import EditCase, Example
 from lime_toolkit.errors import UserError
@@ -55,13 +56,19 @@ class Sample:
 
 class CrossLingualSampler:
     """Draws (x_e, x_u, x_r) triples deterministically from a seed; a case with ``alternatives``
-    takes one of its target sets (its own or an alternative) uniformly at each draw."""
+    takes one of its target sets (its own or an alternative) uniformly at each draw, or, with
+    ``hard_targets`` k > 1 and a ``difficulty`` scorer, the hardest of k such sets drawn without
+    replacement."""
 
     def __init__(self, cases: list[EditCase], pool: dict[str, list[Example]], roles: LanguageRoles,
-                 n_retain: int = 1, seed: int = 0, n_update: int = 1):
+                 n_retain: int = 1, seed: int = 0, n_update: int = 1, hard_targets: int = 1,
+                 difficulty: Callable[[EditCase], float] | None = None):
         """``n_update``: update inputs per draw, in distinct languages (1 is the paper's sampler;
-        0 or more than there are languages: every update language of the case)."""
+        0 or more than there are languages: every update language of the case). ``difficulty``:
+        how hard an edit (a case with its chosen targets) is for the unedited model (higher:
+        harder), used when ``hard_targets`` > 1."""
         self.roles, self.n_retain, self.seed, self.n_update = roles, n_retain, seed, n_update
+        self.hard_targets, self.difficulty = int(hard_targets), difficulty
         self.by_lang = {l: [c for c in cases if c.can_edit_in(l)] for l in roles.edit}
         empty = [l for l, cs in self.by_lang.items() if not cs]
         if empty:
@@ -74,7 +81,11 @@ class CrossLingualSampler:
         rng = random.Random(f"{self.seed}:{step}:{micro}")
         lang_e = rng.choice(self.roles.edit)
         case = rng.choice(self.by_lang[lang_e])
-        if case.alternatives:
+        if case.alternatives and self.hard_targets > 1 and self.difficulty is not None:
+            picks = rng.sample(range(len(case.alternatives) + 1), min(self.hard_targets, len(case.alternatives) + 1))
+            options = [case.with_targets(case.alternatives[p - 1]) if p else case for p in picks]
+            case = max(options, key=self.difficulty)  # the first of equally hard ones
+        elif case.alternatives:
             pick = rng.randrange(len(case.alternatives) + 1)
             if pick:
                 case = case.with_targets(case.alternatives[pick - 1])

@@ -9,12 +9,13 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from lime_toolkit.checkpoint import load_checkpoint, recover, save_checkpoint
+from lime_toolkit.data import EditCase
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
 from lime_toolkit.evaluation import EvalSettings, evaluate
@@ -39,6 +40,23 @@ def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor
     mask = system.masks.penalty([lang]).to(rel.device) if system.masks is not None else rel.new_zeros(())
     total = weights["rel_weight"] * rel + weights["loc_weight"] * loc + weights["mask_weight"] * mask
     return {"loss": total, "rel": rel, "loc": loc, "mask": mask}
+
+
+def target_difficulty(run: Run, langs) -> Callable[[EditCase], float]:
+    """How hard an edit is for the unedited model: the mean cross-entropy of its targets on its
+    inputs in ``langs`` (the update languages), computed once per (case, targets) and cached."""
+    cache: dict[tuple, float] = {}
+
+    def difficulty(case: EditCase) -> float:
+        examples = [case.inputs[l] for l in langs if l in case.inputs]
+        key = (case.id, tuple((ex.lang, ex.target) for ex in examples))
+        if key not in cache:
+            with torch.no_grad():
+                batch = encode_examples(run.tokenizer, examples, run.task).to(run.device)
+                cache[key] = float(edit_loss(run.model, batch, {}))
+        return cache[key]
+
+    return difficulty
 
 
 def make_optimizer(run: Run) -> torch.optim.Optimizer:
@@ -145,9 +163,11 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         recover(ckpt, PREVIOUS)
     roles = run.roles(cfg["langs"])
     seed, accumulate = int(run.config["seed"]), int(cfg["accumulate"])
+    hard = int(cfg.get("hard_targets", 1))
     sampler = CrossLingualSampler(run.cases("train"), run.pool("train"), roles,
                                   n_retain=int(cfg["retain_per_edit"]), seed=seed,
-                                  n_update=int(cfg.get("update_per_edit", 1)))
+                                  n_update=int(cfg.get("update_per_edit", 1)), hard_targets=hard,
+                                  difficulty=target_difficulty(run, roles.update) if hard > 1 else None)
     dev_cases, dev_pool = run.cases("dev"), run.pool("dev")
     optimizer = make_optimizer(run)
     params = [p for g in optimizer.param_groups for p in g["params"]]

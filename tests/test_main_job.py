@@ -40,7 +40,7 @@ def per_edit_records(run_dir, checkpoint, monkeypatch):
     """The evaluation's own per-edit records for a checkpoint of a run (train's settings)."""
     from lime_toolkit import evaluation
     from lime_toolkit.runs.build import open_run
-    from lime_toolkit.runs.train import eval_settings
+    from lime_toolkit.runs.evaluate import eval_settings
 
     run = open_run(run_dir, checkpoint=checkpoint)
     records, summarise = [], evaluation.summarise

@@ -29,6 +29,9 @@ from lime_toolkit.errors import UserError
 @click.option("--n-retain", type=click.IntRange(min=0),
               help=f"Unrelated inputs checked per edit (default {configured('eval.n_retain')}).")
 @click.option("--max-edits", help="At most this many edits per edit language; 'all' for every one.")
+@click.option("--edit-scale", type=click.FloatRange(min=0, min_open=True),
+              help="Multiply every edit's update by this (default: the config's eval.edit_scale, "
+                   f"{configured('eval.edit_scale')}): a probe of whether edits are too weak or too strong.")
 @click.option("--seeds", help="Comma list of evaluation seeds (default: the run's seed); mean ± std reported.")
 @click.option("--sequential", type=int, metavar="N",
               help="Sequential editing: N held-out edits one after another on the same model; acc of every "
@@ -106,7 +109,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
 
     seeds = parse_seeds(flags.pop("seeds"))
     checkpoint = flags.pop("checkpoint")
-    overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits")}
+    overrides = {k: flags.pop(k) for k in ("split", "edit_langs", "eval_langs", "n_update", "n_retain", "max_edits",
+                                                "edit_scale")}
     json_path, name, batch_size = flags.pop("json_path"), flags.pop("name"), flags.pop("batch_size")
     n_seq, k_batch = flags.pop("sequential", None), flags.pop("batch_edits", None)
     records_path = flags.pop("records", None)
@@ -163,7 +167,8 @@ def run_evaluate(run_dir, config_path, flags: dict, err: Console) -> dict:
     cfg_eval = run.config["eval"]
     if name is None:
         name = setting_name(split, overrides["edit_langs"] or cfg_eval["edit_langs"],
-                            overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain)
+                            overrides["eval_langs"] or cfg_eval["eval_langs"], settings.n_update, settings.n_retain,
+                            settings.edit_scale)
         if many:
             from lime_toolkit.runs.sequential import sequential_name
 

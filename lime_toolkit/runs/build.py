@@ -124,6 +124,7 @@ def build_run(config: dict, pm: PluginManager | None = None, out: Path | None = 
             raise UserError(f"editor '{config['editor']}' implements the whole edit stage and cannot use "
                             f"masks '{config['masks']}'; use a mask strategy that changes nothing (--masks none)")
     system = EditingSystem(model, names, editor, masks).to(device)
+    system.loss_power = float(edit.get("loss_power", 0.0))
     out = Path(out or config.get("out") or default_out(config))
     config = {**config, "model": str(model_name), "out": str(out)}
     return Run(config, dataset, model, tokenizer, system, out, device)

@@ -44,8 +44,8 @@ def parse_seeds(value, flag: str = "--seeds") -> list[int] | None:
 
 def resolve_settings(run: Run, overrides: dict) -> tuple[str, EvalSettings]:
     """The split and :class:`EvalSettings` of ``run`` with ``overrides`` (keys ``split``,
-    ``edit_langs``, ``eval_langs``, ``n_update``, ``n_retain``, ``max_edits``; None = the run's
-    config)."""
+    ``edit_langs``, ``eval_langs``, ``n_update``, ``n_retain``, ``max_edits``, ``edit_scale``; None =
+    the run's config)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if "max_edits" in given:
         given["max_edits"] = parse_max_edits(given["max_edits"])
@@ -55,14 +55,13 @@ def resolve_settings(run: Run, overrides: dict) -> tuple[str, EvalSettings]:
         cfg["max_edits"] = None
     if int(cfg["n_update"]) < 0 or int(cfg["n_retain"]) < 0:
         raise UserError("--n-update and --n-retain must not be negative")
-    from lime_toolkit.runs.train import eval_settings
-
     return split, eval_settings(run, cfg)
 
 
-def setting_name(split: str, edit_spec, eval_spec, n_update: int, n_retain: int = 4) -> str:
+def setting_name(split: str, edit_spec, eval_spec, n_update: int, n_retain: int = 4,
+                 edit_scale: float = 1.0) -> str:
     """File-name stem of a setting, e.g. ``test_en-to-all`` (``_u0`` etc. for non-default
-    sampling)."""
+    sampling, ``_x1.5`` for edits scaled by 1.5)."""
     def spec(v):
         return (",".join(v) if isinstance(v, (list, tuple)) else str(v)).replace(",", "+").replace(" ", "")
 
@@ -71,7 +70,26 @@ def setting_name(split: str, edit_spec, eval_spec, n_update: int, n_retain: int 
         name += f"_u{n_update}"
     if int(n_retain) != 4:
         name += f"_r{n_retain}"
+    if float(edit_scale) != 1.0:
+        name += f"_x{float(edit_scale):g}"
     return name
+
+
+def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
+    """The evaluation settings of the run's ``eval`` section, with ``overrides`` applied."""
+    from lime_toolkit.evaluation import EvalSettings
+
+    cfg = {**run.config["eval"], **(overrides or {})}
+    edit = run.roles(cfg["edit_langs"]).edit
+    evals = run.roles(cfg["eval_langs"]).edit
+    return EvalSettings(list(edit), list(evals), int(cfg["n_update"]), int(cfg["n_retain"]),
+                        None if cfg["max_edits"] is None else int(cfg["max_edits"]), int(run.config["seed"]),
+                        edit_scale=float(cfg.get("edit_scale", 1.0)))
+
+
+def scale_setting(settings: EvalSettings) -> dict:
+    """``{"edit_scale": s}`` for an evaluation whose edits were scaled, else nothing."""
+    return {} if settings.edit_scale == 1.0 else {"edit_scale": settings.edit_scale}
 
 
 def count_edits(cases, settings: EvalSettings) -> int:
@@ -121,5 +139,5 @@ def evaluate_run(run: Run, overrides: dict, seeds: list[int] | None = None, chec
                                  on_records=(lambda rows, s=seed: on_records(s, rows)) if on_records else None)
     setting = {**run_setting(run, checkpoint), "split": split, "edit_langs": settings.edit_langs,
                "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
-               "max_edits": settings.max_edits}
+               "max_edits": settings.max_edits, **scale_setting(settings)}
     return eval_document(results, setting, {"run_dir": str(run.out), "checkpoint": checkpoint})

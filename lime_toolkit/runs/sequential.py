@@ -33,7 +33,7 @@ import torch
 
 from lime_toolkit.batched_evaluation import EditJob
 from lime_toolkit.data import EditCase, Example
-from lime_toolkit.editing import EditingSystem
+from lime_toolkit.editing import EditingSystem, scaled_edits
 from lime_toolkit.editor_api import FullEditor
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
@@ -175,7 +175,7 @@ def evaluate_sequential_run(run, overrides: dict, n_edits: int | None, batch_edi
     document of every edit after the last step, with ``"sequential"``: ``{"n_edits", "batch_edits",
     "stages": [...]}`` (each stage the mean over seeds, ``std`` and ``per_seed`` of its headline)."""
     from lime_toolkit.results import HEADLINE, eval_document, mean_result, mean_std
-    from lime_toolkit.runs.evaluate import resolve_settings, run_setting
+    from lime_toolkit.runs.evaluate import resolve_settings, run_setting, scale_setting
 
     n, k = check_counts(n_edits, batch_edits)
     split, settings = resolve_settings(run, overrides)
@@ -185,9 +185,11 @@ def evaluate_sequential_run(run, overrides: dict, n_edits: int | None, batch_edi
     outcomes = {}
     for seed in seeds:
         current = runs_by_seed(seed) if runs_by_seed else run
-        outcomes[seed] = sequential_evaluate(current.system, current.tokenizer, current.task, current.cases(split),
-                                             current.pool(split), dataclasses.replace(settings, seed=seed), n, k,
-                                             on_edit, split, _fallback(current, split))
+        with scaled_edits(current.system, settings.edit_scale):
+            outcomes[seed] = sequential_evaluate(current.system, current.tokenizer, current.task,
+                                                 current.cases(split), current.pool(split),
+                                                 dataclasses.replace(settings, seed=seed), n, k, on_edit, split,
+                                                 _fallback(current, split))
     stages = []
     for i, first in enumerate(outcomes[seeds[0]]["stages"]):
         per_seed = {s: outcomes[s]["stages"][i] for s in seeds}
@@ -198,7 +200,7 @@ def evaluate_sequential_run(run, overrides: dict, n_edits: int | None, batch_edi
                        "per_seed": {str(s): {key: v[key] for key in HEADLINE} for s, v in per_seed.items()}})
     setting = {**run_setting(run, checkpoint), "split": split, "edit_langs": settings.edit_langs,
                "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
-               "max_edits": None, "sequential": n, "batch_edits": k,
+               "max_edits": None, "sequential": n, "batch_edits": k, **scale_setting(settings),
                "retain_split": split if all(o["own_retains"] for o in outcomes.values()) else OTHER_SPLIT[split]}
     doc = eval_document({s: outcomes[s]["final"] for s in seeds}, setting,
                         {"run_dir": str(run.out), "checkpoint": checkpoint})

@@ -6,19 +6,12 @@ import time
 from lime_toolkit.checkpoint import load_checkpoint
 from lime_toolkit.config import save_config
 from lime_toolkit.errors import UserError
-from lime_toolkit.evaluation import EvalSettings, evaluate
+from lime_toolkit.evaluation import evaluate
 from lime_toolkit.files import write_json_atomic
 from lime_toolkit.run import Run
+from lime_toolkit.runs.evaluate import eval_settings, scale_setting
 from lime_toolkit.runs.train_log import logged_monitor
 from lime_toolkit.training import TrainingMonitor, load_best, train
-
-
-def eval_settings(run: Run, overrides: dict | None = None) -> EvalSettings:
-    cfg = {**run.config["eval"], **(overrides or {})}
-    edit = run.roles(cfg["edit_langs"]).edit
-    evals = run.roles(cfg["eval_langs"]).edit
-    return EvalSettings(list(edit), list(evals), int(cfg["n_update"]), int(cfg["n_retain"]),
-                        None if cfg["max_edits"] is None else int(cfg["max_edits"]), int(run.config["seed"]))
 
 
 def check_run_dir(run: Run) -> None:
@@ -88,7 +81,7 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
         "train_langs": run.config["train"]["langs"] if run.system.editor.trainable else "n/a", "split": split,
         "edit_langs": settings.edit_langs,
         "eval_langs": settings.eval_langs, "n_update": settings.n_update, "n_retain": settings.n_retain,
-        "seed": run.config["seed"], "model": run.config["model"],
+        "seed": run.config["seed"], "model": run.config["model"], **scale_setting(settings),
     }
     if result is not None:
         metrics["training"] = {"steps": result.steps, "best_step": result.best_step,
