@@ -398,20 +398,23 @@ def grid(table, grid_file, config_path, seeds, out_dir, quiet, settings, **flags
 @cli.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the measurements as JSON here.")
 @click.option("--quick", is_flag=True, help="Check the command in seconds: the tiny test model instead of the "
-              "demo model, no mBERT-size model, no mLAMA (the numbers mean nothing).")
+              "demo model, no mBERT-size model, no dataset preparation (the numbers mean nothing).")
 @click.option("--no-mbert", "no_mbert", is_flag=True, help="Skip the mBERT-size model.")
-@click.option("--no-mlama", "no_mlama", is_flag=True, help="Skip the mLAMA preparation.")
-@click.option("--mlama-dir", type=click.Path(file_okay=False), default="../shared/data/mlama", show_default=True,
-              help="mLAMA data (the folder holding mlama1.1/) for the preparation timing; skipped if absent.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 32).")
+@click.option("--no-prep", "no_prep", is_flag=True, help="Skip the dataset preparation timing.")
+@click.option("--prep-dataset", help="The dataset whose preparation is timed (default: bench.yaml's).")
+@click.option("--prep-data-dir", type=click.Path(file_okay=False), help="Its data (default: bench.yaml's); "
+              "the part is skipped, saying why, when there is none.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default: "
+              "evaluate's).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-def bench(json_path, quick, no_mbert, no_mlama, mlama_dir, batch_size, device):
+def bench(json_path, quick, no_mbert, no_prep, prep_dataset, prep_data_dir, batch_size, device):
     """Measure speed as ratios in one process: forward, forward+backward, test-time edit,
     meta-training step, evaluation one edit at a time and batched, peak memory (demo and
-    mBERT-size models), and mLAMA preparation (docs/performance.md)."""
+    mBERT-size models), and a dataset's preparation (docs/performance.md)."""
     from .cli_bench import run_bench_command
 
-    run_bench_command(json_path, quick, not no_mbert, not no_mlama, mlama_dir, batch_size, device, console())
+    run_bench_command(json_path, quick, not no_mbert, not no_prep, prep_dataset, prep_data_dir, batch_size, device,
+                      console())
 
 
 def main(argv=None) -> None:

@@ -48,16 +48,20 @@ def bench_table(doc: dict) -> Table:
     return table
 
 
-def mlama_line(doc: dict) -> str:
-    prep = doc.get("mlama_prep")
+def prep_line(doc: dict) -> str:
+    """The dataset preparation's line (``<dataset>_prep``)."""
+    name = doc.get("prep_dataset", "dataset")
+    key = f"{name}_prep"
+    prep = doc.get(key)
     if prep is None:
-        return f"mLAMA preparation: skipped ({doc['skipped'].get('mlama_prep', 'not asked for')})"
-    return (f"mLAMA preparation of {prep['languages']} languages (test split, {prep['test_edits']:,} edits): "
+        return f"{name} preparation: skipped ({doc['skipped'].get(key, 'not asked for')})"
+    split = prep.get("split", "test")
+    return (f"{name} preparation of {prep['languages']} languages ({split} split, {prep[f'{split}_edits']:,} edits): "
             f"{prep['cold_s']:.1f} s cold, {prep['cached_s']:.1f} s cached")
 
 
-def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_dir, batch_size, device_spec,
-                      err: Console) -> dict:
+def run_bench_command(json_path, quick: bool, mbert: bool, prep: bool, prep_dataset, prep_data_dir, batch_size,
+                      device_spec, err: Console) -> dict:
     """``lime-toolkit bench``: measure, print the table, write ``--json``."""
     from .rundir import check_output_file
 
@@ -66,11 +70,12 @@ def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_di
     from .run import resolve_device
 
     device = resolve_device(device_spec or "auto")
-    doc = run_bench(device, quick=quick, mbert=mbert, mlama=mlama, mlama_dir=Path(mlama_dir) if mlama_dir else None,
-                    batch_size=batch_size, log=lambda text: err.print(f"[dim]{text}[/]"))
+    doc = run_bench(device, quick=quick, mbert=mbert, prep=prep, prep_dataset=prep_dataset,
+                    prep_data_dir=Path(prep_data_dir) if prep_data_dir else None, batch_size=batch_size,
+                    log=lambda text: err.print(f"[dim]{text}[/]"))
     out = Console()
     out.print(bench_table(doc))
-    out.print(mlama_line(doc))
+    out.print(prep_line(doc))
     out.print(f"bench took {doc['wall_s']:.0f} s")
     if json_path:
         from .cache import write_json_atomic

@@ -120,6 +120,23 @@ def test_batched_records_equal_the_loops_when_the_first_layers_are_shared(deep_w
     assert list(deep_world.model.bert.encoder.layer)[0] is first  # the layers are put back
 
 
+def test_the_unedited_results_shared_between_batches_and_dropped_when_full_change_nothing(deep_world):
+    from lime_toolkit.batched_evaluation import check_edits
+    from lime_toolkit.shared_prefix import UneditedCache
+
+    system = EditingSystem(deep_world.model, deep_world.names, deep_world.mend(10.0), deep_world.l0()).eval()
+    jobs = list(plan_edits(deep_world.cases, deep_world.pool, SETTINGS))
+    loop = deep_world.records(system, 1)
+    small = UneditedCache(max_inputs=3)  # fewer than one batch's retain inputs: entries are dropped
+    records = [r for start in range(0, len(jobs), 4) for r in check_edits(system, deep_world.tok, "masked-lm",
+                                                                            jobs[start:start + 4], small)]
+    assert records == loop and len(small.entries) == 3
+    shared = UneditedCache()
+    for start in range(0, len(jobs), 4):
+        check_edits(system, deep_world.tok, "masked-lm", jobs[start:start + 4], shared)
+    assert len(shared.entries) == len({ex for job in jobs for ex in job.retains})
+
+
 def test_no_sharing_when_an_edited_weight_is_in_the_first_layer_or_outside_the_layers(world, deep_world):
     assert layer_stack(world.model, world.names) is None  # the last 2 of 2 layers: layer 0 is edited
     assert layer_stack(deep_world.model, deep_world.names + ["bert.embeddings.word_embeddings.weight"]) is None
