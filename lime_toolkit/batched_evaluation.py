@@ -29,7 +29,7 @@ are evaluated one edit at a time.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +43,13 @@ from lime_toolkit.factored_updates import FactoredUpdates, applied, edits_are_lo
 from lime_toolkit.factors import linear_io
 from lime_toolkit.metrics import EditRecord
 from lime_toolkit.models import Params, position_logits
+from lime_toolkit.shared_prefix import (  # noqa: F401 (LayerStack, layer_stack: also imported from here)
+    LayerStack,
+    UneditedCache,
+    layer_stack,
+    resumed_at_first_edited_layer,
+    resumed_hidden,
+)
 
 #: Edits per batch when evaluating an editor whose edits are low-rank and no batch size is given.
 DEFAULT_BATCH_SIZE = 32
@@ -136,141 +143,53 @@ def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[
     return out
 
 
-@dataclass
-class LayerStack:
-    """The model's list of layers that holds every edited weight, and the first edited layer: the
-    layers before it (and the embeddings) compute the same with and without an edit."""
-
-    layers: nn.ModuleList
-    first: int
-
-
-#: Model types whose encoder runs its list of layers one after the other, each layer taking the
-#: previous one's hidden states and nothing computed in between (checked in
-#: tests/test_batched_evaluation.py). Others (DeBERTa-v2 convolves after its first layer and returns
-#: tuples) compute the layers before the first edited one twice.
-SEQUENTIAL_LAYERS = ("bert", "roberta", "xlm-roberta", "distilbert")
-
-
-def layer_stack(model: nn.Module, names: list[str]) -> LayerStack | None:
-    """Where the edited weights ``names`` sit, or None when they are not all in one list of layers
-    after its first layer, or the model's type is not one of :data:`SEQUENTIAL_LAYERS` (then
-    nothing is shared between the unedited and edited passes)."""
-    if getattr(getattr(model, "config", None), "model_type", None) not in SEQUENTIAL_LAYERS:
-        return None
-    found: tuple[str, int] | None = None
-    for name in names:
-        parts, hit = name.split("."), None
-        for i in range(len(parts) - 2, 0, -1):  # the innermost list of modules indexed in the name
-            if parts[i].isdigit():
-                try:
-                    module = model.get_submodule(".".join(parts[:i]))
-                except AttributeError:
-                    continue
-                if isinstance(module, nn.ModuleList):
-                    hit = (".".join(parts[:i]), int(parts[i]))
-                    break
-        if hit is None or (found is not None and found[0] != hit[0]):
-            return None
-        found = hit if found is None else (found[0], min(found[1], hit[1]))
-    if found is None or found[1] == 0:
-        return None
-    return LayerStack(model.get_submodule(found[0]), found[1])
-
-
-class _Resume(nn.Module):
-    """Stands in for a layer before the first edited one: the first stand-in returns the hidden
-    states recorded at the first edited layer's input, the others pass them on."""
-
-    def __init__(self, hidden: torch.Tensor | None, as_tuple: bool):
-        super().__init__()
-        self.hidden, self.as_tuple = hidden, as_tuple
-
-    def forward(self, *args, **kwargs):
-        hidden = self.hidden if self.hidden is not None else (args[0] if args else kwargs["hidden_states"])
-        return (hidden,) if self.as_tuple else hidden
-
-
-@contextmanager
-def resumed_at_first_edited_layer(stack: LayerStack, hidden: torch.Tensor, as_tuple: bool):
-    """Within the block, a forward pass skips the layers before ``stack.first`` and starts from
-    ``hidden`` (recorded on the same inputs)."""
-    saved = [stack.layers[i] for i in range(stack.first)]
-    try:
-        for i in range(stack.first):
-            stack.layers[i] = _Resume(hidden if i == 0 else None, as_tuple)
-        yield
-    finally:
-        for i, layer in enumerate(saved):
-            stack.layers[i] = layer
-
-
-def unedited_and_edited(system: EditingSystem, batch: Batch, base: Params, updates: FactoredUpdates,
-                        owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unedited model's and the edited models' predicted ids at every prediction position of
-    ``batch`` (row r edited by edit ``owner[r]``). Where the edited weights all lie after the first
-    layer, the edited pass starts from the hidden states the unedited pass had at the first edited
-    layer instead of computing them again."""
-    model = system.model
-    stack = layer_stack(model, list(updates.x))
-    recorded: dict = {}
-    handles = []
-    if stack is not None:
-        def grab(mod, args, kwargs):
-            recorded["hidden"] = args[0] if args else kwargs.get("hidden_states")
-
-        def kind(mod, args, output):
-            recorded["as_tuple"] = isinstance(output, tuple)
-        handles = [stack.layers[stack.first].register_forward_pre_hook(grab, with_kwargs=True),
-                   stack.layers[stack.first - 1].register_forward_hook(kind)]
-    try:
-        unedited = position_logits(model, batch).argmax(-1)
-    finally:
-        for h in handles:
-            h.remove()
-    hidden = recorded.get("hidden")
-    if stack is None or not isinstance(hidden, torch.Tensor) or hidden.shape[0] != len(batch.examples):
-        with applied(model, updates, owner):
-            return unedited, position_logits(model, batch, base).argmax(-1)
-    with resumed_at_first_edited_layer(stack, hidden, recorded.get("as_tuple", False)), \
-            applied(model, updates, owner):
-        return unedited, position_logits(model, batch, base).argmax(-1)
-
-
 #: At most this many update and retain inputs in one forward pass (inputs of similar length go
 #: together, so that little is padding).
 ROWS_PER_PASS = 48
 
 
 @torch.no_grad()
-def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob]) -> list[EditRecord]:
+def check_edits(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],
+                unedited: UneditedCache | None = None) -> list[EditRecord]:
     """Make and check the edits of ``jobs`` together (see the module docstring); one
-    :class:`EditRecord` per job, in order."""
+    :class:`EditRecord` per job, in order. ``unedited`` keeps the unedited model's results on the
+    retain inputs for the next batches of the same evaluation (None: this batch's own)."""
     model = system.model
     device = next(model.parameters()).device
     base = system.base_params()
+    unedited = unedited if unedited is not None else UneditedCache()
     edit_batch = encode_examples(tokenizer, [j.case.inputs[j.lang] for j in jobs], task).to(device)
     losses: list[float] = []
     factors = capture_example_factors(model, edit_batch, base, losses)
     updates = FactoredUpdates(transformed_factors(system, tokenizer, task, jobs, factors, device, losses))
+    stack = layer_stack(model, list(updates.x))
     # every update and retain input, with its edit and whether it is a retain input
     checked = [(ex, e, k >= len(j.updates)) for e, j in enumerate(jobs) for k, ex in enumerate(j.updates + j.retains)]
     lengths = encode_examples(tokenizer, [ex for ex, _, _ in checked], task).inputs["attention_mask"].sum(dim=1)
+    kept = unedited.results(model, tokenizer, task, stack, [ex for ex, _, retain in checked if retain],
+                            ROWS_PER_PASS, device)
     outcome: dict[int, bool] = {}
-    for retain in (False, True):  # update inputs need only the edited pass; retain inputs both
+    for retain in (False, True):  # update inputs: one edited pass; retain inputs: from the first edited layer
         order = sorted((i for i in range(len(checked)) if checked[i][2] == retain), key=lambda i: int(lengths[i]))
         for start in range(0, len(order), ROWS_PER_PASS):
             group = order[start:start + ROWS_PER_PASS]
             batch = encode_examples(tokenizer, [checked[i][0] for i in group], task).to(device)
             owner = torch.tensor([checked[i][1] for i in group], device=device)
-            if retain:
-                unedited, edited = unedited_and_edited(system, batch, base, updates, owner)
-                flags = _per_example(edited == unedited, batch.rows, len(group))
-            else:
+            if not retain:
                 with applied(model, updates, owner):
                     edited = position_logits(model, batch, base).argmax(-1)
-                flags = _per_example(edited == batch.labels, batch.rows, len(group))
-            outcome.update(zip(group, flags))
+                outcome.update(zip(group, _per_example(edited == batch.labels, batch.rows, len(group))))
+                continue
+            mine = [kept[checked[i][0]] for i in group]
+            hidden = resumed_hidden(batch, mine) if stack is not None else None
+            with applied(model, updates, owner), (
+                    resumed_at_first_edited_layer(stack, hidden, unedited.as_tuple) if hidden is not None
+                    else nullcontext()):
+                edited = position_logits(model, batch, base).argmax(-1)
+            before = torch.empty_like(edited)
+            for r, k in enumerate(mine):
+                before[batch.rows == r] = k.predicted
+            outcome.update(zip(group, _per_example(edited == before, batch.rows, len(group))))
     records, at = [], 0
     for j in jobs:
         n_u, n = len(j.updates), len(j.updates) + len(j.retains)

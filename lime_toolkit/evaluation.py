@@ -16,6 +16,7 @@ from lime_toolkit.errors import UserError
 from lime_toolkit.metrics import EditRecord, summarise
 from lime_toolkit.models import position_logits
 from lime_toolkit.sampler import draw_unrelated
+from lime_toolkit.shared_prefix import UneditedCache
 
 
 @dataclass
@@ -100,9 +101,10 @@ def edit_records(system: EditingSystem, tokenizer, task: str, jobs, batch_size: 
     size = resolve_batch_size(system, batch_size)
     records: list[EditRecord] = []
     pending: list[EditJob] = []
+    unedited = UneditedCache()  # the retain inputs' unedited results, shared by all the batches
 
     def flush():
-        done = check_edits(system, tokenizer, task, pending) if size > 1 else [
+        done = check_edits(system, tokenizer, task, pending, unedited) if size > 1 else [
             edit_and_check(system, tokenizer, task, j.case, j.lang, j.updates, j.retains) for j in pending]
         records.extend(done)
         for _ in done:

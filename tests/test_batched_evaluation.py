@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from lime_toolkit.architectures import editable_parameters
-from lime_toolkit.batched_evaluation import DEFAULT_BATCH_SIZE, capture_example_factors, layer_stack, resolve_batch_size
+from lime_toolkit.batched_evaluation import (
+    DEFAULT_BATCH_SIZE,
+    ROWS_PER_PASS,
+    capture_example_factors,
+    layer_stack,
+    resolve_batch_size,
+)
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
 from lime_toolkit.encoding import encode_examples
@@ -105,10 +111,30 @@ def test_batched_records_equal_the_loops_when_the_first_layers_are_shared(deep_w
         hook.remove()
     assert mixed(loop) and batched == loop
     # 16 edits in one batch: the first layer runs for the edit inputs (1 pass), the edited pass over
-    # the 32 update inputs (1 group) and the unedited pass over the 64 retain inputs (2 groups of at
-    # most 48), never for the retain inputs' edited pass
-    assert len(entered) - runs_with_loop == 1 + 1 + 2
+    # the 32 update inputs (1 group) and the unedited pass over the distinct retain inputs (groups of
+    # at most 48), never for the retain inputs' edited pass
+    jobs = list(plan_edits(deep_world.cases, deep_world.pool, SETTINGS))
+    distinct = len({ex for job in jobs for ex in job.retains})
+    assert distinct < sum(len(job.retains) for job in jobs)  # the draws repeat some inputs
+    assert len(entered) - runs_with_loop == 1 + 1 + -(-distinct // ROWS_PER_PASS)
     assert list(deep_world.model.bert.encoder.layer)[0] is first  # the layers are put back
+
+
+def test_the_unedited_results_shared_between_batches_and_dropped_when_full_change_nothing(deep_world):
+    from lime_toolkit.batched_evaluation import check_edits
+    from lime_toolkit.shared_prefix import UneditedCache
+
+    system = EditingSystem(deep_world.model, deep_world.names, deep_world.mend(10.0), deep_world.l0()).eval()
+    jobs = list(plan_edits(deep_world.cases, deep_world.pool, SETTINGS))
+    loop = deep_world.records(system, 1)
+    small = UneditedCache(max_inputs=3)  # fewer than one batch's retain inputs: entries are dropped
+    records = [r for start in range(0, len(jobs), 4) for r in check_edits(system, deep_world.tok, "masked-lm",
+                                                                            jobs[start:start + 4], small)]
+    assert records == loop and len(small.entries) == 3
+    shared = UneditedCache()
+    for start in range(0, len(jobs), 4):
+        check_edits(system, deep_world.tok, "masked-lm", jobs[start:start + 4], shared)
+    assert len(shared.entries) == len({ex for job in jobs for ex in job.retains})
 
 
 def test_no_sharing_when_an_edited_weight_is_in_the_first_layer_or_outside_the_layers(world, deep_world):

@@ -8,8 +8,8 @@ import math
 from click.testing import CliRunner
 
 from lime_toolkit.cli.app import cli
-from lime_toolkit.cli.bench import bench_table, mlama_line
-from lime_toolkit.runs.bench import JSON_KEYS, mlama_part
+from lime_toolkit.cli.bench import bench_table, prep_line
+from lime_toolkit.runs.bench import JSON_KEYS, bench_defaults, preparation_part
 
 
 def positive(value) -> bool:
@@ -38,16 +38,41 @@ def test_quick_bench_writes_the_documented_json(tmp_path):
     assert demo["eval_edits"] == {"loop": 4, "batched": 16}
     assert demo["parameters"] > 0 and demo["peak_memory_mb"] > 10  # a Python process with torch, at least
     assert "plain forward" in result.output and "batched / one at a time" in result.output
-    assert "mLAMA preparation: skipped (--quick)" in result.output
+    assert "mlama preparation: skipped (--quick)" in result.output
 
 
-def test_missing_mlama_data_is_skipped_with_a_clear_reason(tmp_path):
+def test_missing_preparation_data_is_skipped_with_a_clear_reason(tmp_path):
     said = []
-    prep, reason = mlama_part(tmp_path / "nowhere", said.append)
-    assert prep is None and f"no mLAMA data at '{tmp_path / 'nowhere'}'" in reason and "--mlama-dir" in reason
-    assert said == [f"mLAMA preparation skipped: {reason}"]
-    doc = {"mlama_prep": None, "skipped": {"mlama_prep": reason}}
-    assert mlama_line(doc) == f"mLAMA preparation: skipped ({reason})"
+    prep, reason = preparation_part("mlama", tmp_path / "nowhere", "test", said.append)
+    assert prep is None and f"no mlama data at '{tmp_path / 'nowhere'}'" in reason and "--prep-data-dir" in reason
+    assert said == [f"mlama preparation skipped: {reason}"]
+    doc = {"prep_dataset": "mlama", "mlama_prep": None, "skipped": {"mlama_prep": reason}}
+    assert prep_line(doc) == f"mlama preparation: skipped ({reason})"
+    (tmp_path / "empty").mkdir()  # a folder without the dataset's files: the dataset's own message
+    prep, reason = preparation_part("mlama", tmp_path / "empty", "test", said.append)
+    assert prep is None and reason.startswith(f"no mlama data at '{tmp_path / 'empty'}' (")
+
+
+def test_the_prepared_dataset_comes_from_configuration_not_the_code():
+    import inspect
+
+    import lime_toolkit.cli.bench as cli_bench
+    import lime_toolkit.runs.bench as bench
+    import lime_toolkit.runs.bench_timing as timing
+
+    assert bench_defaults()["prep"]["dataset"] == "mlama"
+    for module in (bench, timing, cli_bench):
+        assert "mlama" not in inspect.getsource(module).lower()
+
+
+def test_preparation_is_timed_through_the_dataset_api(tmp_path):
+    """Any registered dataset: the toy one needs no files."""
+    from lime_toolkit.runs.bench import dataset_preparation
+
+    said = []
+    prep = dataset_preparation("demo", tmp_path, "test", said.append)
+    assert prep["cold_s"] > 0 and prep["cached_s"] > 0 and prep["languages"] > 0 and prep["test_edits"] > 0
+    assert prep_line({"prep_dataset": "demo", "demo_prep": prep, "skipped": {}}).startswith("demo preparation of ")
 
 
 def test_the_table_has_a_column_per_measured_model():

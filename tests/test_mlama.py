@@ -209,6 +209,30 @@ def test_parsed_languages_are_cached(mini, tmp_path):
     assert len(list((tmp_path / "cache" / "mlama" / "parsed").glob("*.json"))) == 3
 
 
+def test_the_linked_languages_are_one_cached_file_read_alone(mini, tmp_path, monkeypatch):
+    from lime_toolkit_plugins.mlama import reader
+
+    first = dataset(mini, tmp_path)
+    cases, pool = first.edit_cases("test"), first.locality_pool("test")
+    assert len(list((tmp_path / "cache" / "mlama" / "linked").glob("*.json"))) == 1
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("the cached path parsed a language")
+    monkeypatch.setattr(reader, "parse_language", no_parse)
+    monkeypatch.setattr(reader.LanguageData, "from_json", no_parse)  # nor read a per-language cache
+    again = dataset(mini, tmp_path)
+    assert again.edit_cases("test") == cases and again.locality_pool("test") == pool
+    assert again.index["order"] == first.index["order"] and again.index["labels"] == first.index["labels"]
+    assert again.index["objects"] == first.index["objects"]
+    monkeypatch.undo()
+    with open(mini / "mlama1.1" / "fr" / "P36.jsonl", "a", encoding="utf-8") as fh:  # a changed file: a new key
+        fh.write(json.dumps({"sub_uri": "Q9", "obj_uri": "Q90", "obj_label": "Nouvelle", "sub_label": "Pays",
+                             "lineid": 999, "uuid": "fr-only-999"}) + "\n")
+    changed = dataset(mini, tmp_path)
+    assert "fr-only-999" in changed.index["labels"]["fr"]
+    assert len(list((tmp_path / "cache" / "mlama" / "linked").glob("*.json"))) == 2
+
+
 def test_malformed_row_names_file_and_line(mini, tmp_path):
     path = mini / "mlama1.1" / "fr" / "P36.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines()

@@ -13,19 +13,21 @@ from lime_toolkit.cli.common import console
 @click.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the measurements as JSON here.")
 @click.option("--quick", is_flag=True, help="Check the command in seconds: the tiny test model instead of the "
-              "demo model, no mBERT-size model, no mLAMA (the numbers mean nothing).")
+              "demo model, no mBERT-size model, no dataset preparation (the numbers mean nothing).")
 @click.option("--no-mbert", "no_mbert", is_flag=True, help="Skip the mBERT-size model.")
-@click.option("--no-mlama", "no_mlama", is_flag=True, help="Skip the mLAMA preparation.")
-@click.option("--mlama-dir", type=click.Path(file_okay=False), default="../shared/data/mlama", show_default=True,
-              help="mLAMA data (the folder holding mlama1.1/) for the preparation timing; skipped if absent.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default 32).")
+@click.option("--no-prep", "no_prep", is_flag=True, help="Skip the dataset preparation timing.")
+@click.option("--prep-dataset", help="The dataset whose preparation is timed (default: bench.yaml's).")
+@click.option("--prep-data-dir", type=click.Path(file_okay=False), help="Its data (default: bench.yaml's); "
+              "the part is skipped, saying why, when there is none.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Edits per batch in the batched evaluation (default: "
+              "evaluate's).")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
-def bench(json_path, quick, no_mbert, no_mlama, mlama_dir, batch_size, device):
+def bench(json_path, quick, no_mbert, no_prep, prep_dataset, prep_data_dir, batch_size, device):
     """Measure speed as ratios in one process: forward, forward+backward, test-time edit,
     meta-training step, evaluation one edit at a time and batched, peak memory (demo and
-    mBERT-size models), and mLAMA preparation (docs/performance.md)."""
-
-    run_bench_command(json_path, quick, not no_mbert, not no_mlama, mlama_dir, batch_size, device, console())
+    mBERT-size models), and a dataset's preparation (docs/performance.md)."""
+    run_bench_command(json_path, quick, not no_mbert, not no_prep, prep_dataset, prep_data_dir, batch_size, device,
+                      console())
 
 
 MODELS = (("demo", "demo"), ("mbert_size", "mBERT-size"))
@@ -69,16 +71,20 @@ def bench_table(doc: dict) -> Table:
     return table
 
 
-def mlama_line(doc: dict) -> str:
-    prep = doc.get("mlama_prep")
+def prep_line(doc: dict) -> str:
+    """The dataset preparation's line (``<dataset>_prep``)."""
+    name = doc.get("prep_dataset", "dataset")
+    key = f"{name}_prep"
+    prep = doc.get(key)
     if prep is None:
-        return f"mLAMA preparation: skipped ({doc['skipped'].get('mlama_prep', 'not asked for')})"
-    return (f"mLAMA preparation of {prep['languages']} languages (test split, {prep['test_edits']:,} edits): "
+        return f"{name} preparation: skipped ({doc['skipped'].get(key, 'not asked for')})"
+    split = prep.get("split", "test")
+    return (f"{name} preparation of {prep['languages']} languages ({split} split, {prep[f'{split}_edits']:,} edits): "
             f"{prep['cold_s']:.1f} s cold, {prep['cached_s']:.1f} s cached")
 
 
-def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_dir, batch_size, device_spec,
-                      err: Console) -> dict:
+def run_bench_command(json_path, quick: bool, mbert: bool, prep: bool, prep_dataset, prep_data_dir, batch_size,
+                      device_spec, err: Console) -> dict:
     """``lime-toolkit bench``: measure, print the table, write ``--json``."""
     from lime_toolkit.runs.rundir import check_output_file
 
@@ -87,11 +93,12 @@ def run_bench_command(json_path, quick: bool, mbert: bool, mlama: bool, mlama_di
     from lime_toolkit.runs.bench import run_bench
 
     device = resolve_device(device_spec or "auto")
-    doc = run_bench(device, quick=quick, mbert=mbert, mlama=mlama, mlama_dir=Path(mlama_dir) if mlama_dir else None,
-                    batch_size=batch_size, log=lambda text: err.print(f"[dim]{text}[/]"))
+    doc = run_bench(device, quick=quick, mbert=mbert, prep=prep, prep_dataset=prep_dataset,
+                    prep_data_dir=Path(prep_data_dir) if prep_data_dir else None, batch_size=batch_size,
+                    log=lambda text: err.print(f"[dim]{text}[/]"))
     out = Console()
     out.print(bench_table(doc))
-    out.print(mlama_line(doc))
+    out.print(prep_line(doc))
     out.print(f"bench took {doc['wall_s']:.0f} s")
     if json_path:
         from lime_toolkit.files import write_json_atomic

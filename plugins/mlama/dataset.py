@@ -32,6 +32,7 @@ from lime_toolkit.data import MASKED_LM, SPLITS, TARGET_SLOT, EditCase, Example
 from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
 from lime_toolkit.errors import UserError
 
+from .linked import load_or_link
 from .reader import OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate, read_language
 from .settings import MlamaSettings
 
@@ -86,6 +87,7 @@ class MlamaDataset(Dataset):
         self._index: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._common: dict = {}
+        self._prompts: dict[tuple[str, str], str] = {}
 
     # -- languages and reading ---------------------------------------------------------------
 
@@ -129,38 +131,23 @@ class MlamaDataset(Dataset):
     def index(self) -> dict:
         """Facts of the selected languages linked by uuid, with per-language labels and templates."""
         if self._index is None:
-            facts: dict[str, Fact] = {}
-            labels: dict[str, dict[str, tuple[str, str]]] = {}
-            objects: dict[str, dict[str, dict[str, str]]] = {}
-            keys: dict[str, tuple] = {}  # uuid -> (relation, lineid, sub_uri, obj_uri), as first read
-            for lang in self.languages:
-                data = self.language_data(lang)
-                mine = labels[lang] = {}
-                objs = objects[lang] = {}
-                for rel, rows in data.facts.items():
-                    rel_objs = objs.setdefault(rel, {})
-                    for lineid, uuid, sub_uri, obj_uri, sub_label, obj_label in rows:
-                        key = (rel, lineid, sub_uri, obj_uri)
-                        known = keys.get(uuid)
-                        if known is None:  # one Fact per uuid, not one per row (843k rows, 37.5k facts)
-                            keys[uuid] = key
-                            facts[uuid] = Fact(uuid, *key)
-                        elif known != key:
-                            raise UserError(f"{self.root / lang / (rel + '.jsonl')}: fact uuid {uuid} (lineid {lineid}) "
-                                            f"disagrees with the same uuid in another language")
-                        mine[uuid] = (sub_label, obj_label)
-                        rel_objs.setdefault(obj_uri, obj_label)
-            order = sorted(facts.values(), key=lambda f: (f.relation, f.lineid, f.uuid))
-            split_of = {f.uuid: subject_split(f.sub_uri, self.settings.split, self.settings.split_seed) for f in order}
-            self._index = {"facts": facts, "order": [f.uuid for f in order], "labels": labels, "objects": objects,
-                           "split_of": split_of}
+            index = load_or_link(self.cache_dir, self.root, self.languages, self.language_data, Fact)
+            facts = index["facts"]
+            index["split_of"] = {u: subject_split(facts[u].sub_uri, self.settings.split, self.settings.split_seed)
+                                 for u in index["order"]}
+            self._index = index
         return self._index
 
     def prompt(self, lang: str, fact: Fact) -> str:
         """The template in ``lang`` with the subject filled in and the object slot kept."""
-        template = self.language_data(lang).templates[fact.relation]
-        sub_label = self.index["labels"][lang][fact.uuid][0]
-        return template.replace(SUBJECT_SLOT, sub_label).replace(OBJECT_SLOT, TARGET_SLOT)
+        key = (lang, fact.uuid)
+        text = self._prompts.get(key)
+        if text is None:  # edit cases and locality inputs of a split share their prompts
+            index = self.index
+            template = index["templates"][lang][fact.relation]
+            sub_label = index["labels"][lang][fact.uuid][0]
+            text = self._prompts[key] = template.replace(SUBJECT_SLOT, sub_label).replace(OBJECT_SLOT, TARGET_SLOT)
+        return text
 
     # -- splits --------------------------------------------------------------------------------
 
@@ -195,10 +182,12 @@ class MlamaDataset(Dataset):
         key = (relation, langs)
         if key not in self._common:
             objects = self.index["objects"]
-            common = set(objects[langs[0]].get(relation, {}))
-            for lang in langs[1:]:
-                common &= set(objects[lang].get(relation, {}))
-            self._common[key] = sorted(common)
+            sets = []
+            for lang in langs:  # each language's objects of the relation, as a set made once
+                if (relation, lang) not in self._common:
+                    self._common[relation, lang] = set(objects[lang].get(relation, {}))
+                sets.append(self._common[relation, lang])
+            self._common[key] = sorted(set.intersection(*sets)) if sets else []
         return self._common[key]
 
     def desired_object(self, fact: Fact, langs: list[str]) -> tuple[str | None, list[str]]:
@@ -275,8 +264,7 @@ class MlamaDataset(Dataset):
     def object_lengths(self, lang: str) -> list[int]:
         """Word pieces of the object label of every fact of ``lang`` (the distribution k is drawn from)."""
         if lang not in self._lengths:
-            data = self.language_data(lang)
-            labels = [row[5] for rows in data.facts.values() for row in rows]
+            labels = self.index["object_labels"][lang]
             unique = sorted(set(labels))
             tokenizer = self._resolve_tokenizer()
             if tokenizer is not None:
