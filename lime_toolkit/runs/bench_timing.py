@@ -68,32 +68,22 @@ def timed(fn: Callable[[], object], device: torch.device, repeat: int = 3, warmu
 
 
 def timed_in_turn(first: Callable[[], object], second: Callable[[], object], device: torch.device,
-                  repeat: int = 5, warmup: int = 1, watch_second=None,
-                  between: Callable[[], object] = lambda: None) -> tuple[float, float]:
+                  repeat: int = 5, warmup: int = 1) -> tuple[float, float]:
     """The median wall times of ``first`` and ``second`` called in turn ``repeat`` times after
     ``warmup`` unmeasured calls of each: a load that changes while they are measured weighs on both
-    alike, so their ratio moves less than when each is measured in a block of its own.
-    ``watch_second`` (a :class:`MemoryWatch`) is entered around every call of ``second`` only;
-    ``between`` runs, untimed, before every call."""
+    alike, so their ratio moves less than when each is measured in a block of its own."""
     for _ in range(warmup):
         first()
         second()
     times: tuple[list, list] = ([], [])
     for _ in range(repeat):
-        for fn, out, watch in ((first, times[0], None), (second, times[1], watch_second)):
-            between()
+        for fn, out in ((first, times[0]), (second, times[1])):
             _sync(device)
-            with watch if watch is not None else _nothing():
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                out.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 @contextmanager
@@ -233,9 +223,13 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     state = {k: v.detach().clone() for k, v in system.state_dict().items()}
     # the step and the plain forward + backward of its inputs in turn (the latter's memory, a gradient
     # for every weight, not counted)
+    all_inputs, out["step_s"] = timed_in_turn(lambda: forward_backward(every_input), step, device, repeat=5)
+    # its memory in one more call of its own, untimed: handing memory back to the system first would
+    # make a timed call pay the page faults of taking it again
     step_memory = MemoryWatch(device)
-    all_inputs, out["step_s"] = timed_in_turn(lambda: forward_backward(every_input), step, device, repeat=5,
-                                              watch_second=step_memory, between=release_memory)
+    release_memory()
+    with step_memory:
+        step()
     system.load_state_dict(state)  # the measured steps leave the editor as it was
     optimizer.state.clear()  # Adam's moments are not needed by the evaluation
     system.eval()
