@@ -52,7 +52,7 @@ from lime_toolkit.shared_prefix import (  # noqa: F401 (LayerStack, layer_stack:
 )
 
 #: Edits per batch when evaluating an editor whose edits are low-rank and no batch size is given.
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 64
 
 ExampleFactors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
