@@ -46,15 +46,19 @@ def train_and_evaluate(run: Run, monitor: TrainingMonitor, log=print) -> dict | 
     result = None
     if run.system.editor.trainable:
         from lime_toolkit.checkpoint import recover, verify
+        from lime_toolkit.devices import process_state
         from lime_toolkit.training import PREVIOUS
 
-        recover(run.out / "checkpoints", PREVIOUS)  # finish a save a killed process left half done
+        dist = process_state()
+        # Under several processes each has checked the directory (check_out, check_run_dir) before
+        # the main one changes it; otherwise a slower process could find it half written and refuse it.
+        dist.wait_for_everyone()
+        if dist.is_main_process:
+            recover(run.out / "checkpoints", PREVIOUS)  # finish a save a killed process left half done
+        dist.wait_for_everyone()
         for name in ("last", "best", "init"):  # a damaged checkpoint stops the run before anything is written
             if (run.out / "checkpoints" / name).exists():
                 verify(run.out / "checkpoints" / name)
-        from lime_toolkit.devices import process_state
-
-        dist = process_state()
         if dist.is_main_process:
             prepare_out(run.out)
             save_config(run.config, run.out / "config.yaml")
