@@ -43,8 +43,7 @@ from lime_toolkit.factored_updates import FactoredUpdates, applied, edits_are_lo
 from lime_toolkit.factors import linear_io
 from lime_toolkit.metrics import EditRecord
 from lime_toolkit.models import Params, position_logits
-from lime_toolkit.shared_prefix import (  # noqa: F401 (LayerStack, layer_stack: also imported from here)
-    LayerStack,
+from lime_toolkit.shared_prefix import (
     UneditedCache,
     layer_stack,
     resumed_at_first_edited_layer,

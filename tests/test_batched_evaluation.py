@@ -17,7 +17,6 @@ from lime_toolkit.batched_evaluation import (
     DEFAULT_BATCH_SIZE,
     ROWS_PER_PASS,
     capture_example_factors,
-    layer_stack,
     resolve_batch_size,
 )
 from lime_toolkit.editing import EditingSystem
@@ -27,6 +26,7 @@ from lime_toolkit.evaluation import EvalSettings, edit_records, evaluate, plan_e
 from lime_toolkit.factored_updates import FactoredUpdates, edits_are_low_rank
 from lime_toolkit.factors import capture_factors
 from lime_toolkit.mask_api import MaskSetup
+from lime_toolkit.shared_prefix import layer_stack
 from lime_toolkit.testing import ToyDataset, tiny_masked_lm
 from lime_toolkit_plugins.et.editor import EditableTrainingEditor
 from lime_toolkit_plugins.ft.editor import FinetuneEditor

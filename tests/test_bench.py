@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from lime_toolkit.cli.app import cli
 from lime_toolkit.cli.bench import bench_table, prep_line
-from lime_toolkit.runs.bench import JSON_KEYS, bench_defaults, preparation_part
+from lime_toolkit.runs.bench import bench_defaults, preparation_part
+from lime_toolkit.runs.bench_timing import JSON_KEYS
 
 
 def positive(value) -> bool:

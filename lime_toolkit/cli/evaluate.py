@@ -43,7 +43,7 @@ from lime_toolkit.errors import UserError
 @click.option("--records", type=click.Path(dir_okay=False), help="Also write every edit's outcome here (JSON lines: "
               "case, edit language, target, the case's metadata, took per parallel input, kept per unrelated one).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Edits made and checked together (default 64; 1: one "
-              "at a time). Only editors whose edits are low-rank (mend, et) batch; the records do not depend on it.")
+              "at a time). Only editors whose edits are low-rank batch; the records do not depend on it.")
 @click.option("--quiet", is_flag=True, help="Only print the results (no progress).")
 def evaluate(run_dir, config_path, quiet, **flags):
     """Evaluate a trained run (RUN_DIR), or an untrained editor such as ft (no RUN_DIR), on

@@ -39,11 +39,8 @@ from pathlib import Path
 import torch
 
 from lime_toolkit.editing import EditingSystem
-from lime_toolkit.runs.bench_timing import (  # noqa: F401 (the per-model numbers, importable from here as before)
-    ACCUMULATE,
-    JSON_KEYS,
+from lime_toolkit.runs.bench_timing import (
     Log,
-    MemoryWatch,
     Subject,
     measure,
     release_memory,
