@@ -28,6 +28,10 @@ class ArchitectureFamily:
     #: Attributes of the masked-LM model that, applied in order, map the base model's hidden states
     #: to vocabulary logits (its output head); empty: none declared, the whole model runs instead.
     mlm_head: tuple[str, ...] = ()
+    #: Whether the encoder runs its list of layers one after the other, each taking the previous
+    #: one's hidden states and nothing computed in between, so that a pass can resume at any layer
+    #: from recorded hidden states (batched evaluation, :mod:`lime_toolkit.shared_prefix`).
+    sequential_layers: bool = True
 
 
 FAMILIES = {
@@ -41,8 +45,10 @@ FAMILIES = {
                                      ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),
     # the legacy head (config.legacy: the default, and mDeBERTa's); the other one also takes the word
     # embeddings, so models built with legacy=False run whole (the same logits, more work)
+    # DeBERTa-v2 convolves after its first layer and its layers return tuples
     "deberta-v2": ArchitectureFamily(("deberta-v2",), ("encoder.layer.{i}.intermediate.dense.weight",
-                                                       "encoder.layer.{i}.output.dense.weight"), ("cls",)),
+                                                       "encoder.layer.{i}.output.dense.weight"), ("cls",),
+                                     sequential_layers=False),
 }
 
 

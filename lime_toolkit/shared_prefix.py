@@ -6,8 +6,9 @@ before it compute the same with and without any edit), depend on the input alone
 :class:`UneditedCache` computes them once per distinct input and keeps them for every edit of the
 evaluation that draws the same input (bounded: the least recently used inputs are dropped first).
 Each edit's own pass then starts at the first edited layer from the recorded hidden states
-(:func:`resumed_at_first_edited_layer`), for the model types whose encoders run their layers plainly
-in sequence (:data:`SEQUENTIAL_LAYERS`); for the others the edited pass runs the whole model.
+(:func:`resumed_at_first_edited_layer`), for the architecture families whose encoders run their
+layers plainly in sequence (``sequential_layers`` in :mod:`lime_toolkit.architectures`); for the
+others the edited pass runs the whole model.
 """
 from __future__ import annotations
 
@@ -18,15 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lime_toolkit.architectures import family_of
 from lime_toolkit.data import Example
 from lime_toolkit.encoding import Batch, encode_examples
 from lime_toolkit.models import position_logits
-
-#: Model types whose encoder runs its list of layers one after the other, each layer taking the
-#: previous one's hidden states and nothing computed in between (checked in
-#: tests/test_batched_evaluation.py). Others (DeBERTa-v2 convolves after its first layer and returns
-#: tuples) compute the layers before the first edited one again for every edit.
-SEQUENTIAL_LAYERS = ("bert", "roberta", "xlm-roberta", "distilbert")
 
 
 @dataclass
@@ -40,9 +36,10 @@ class LayerStack:
 
 def layer_stack(model: nn.Module, names: list[str]) -> LayerStack | None:
     """Where the edited weights ``names`` sit, or None when they are not all in one list of layers
-    after its first layer, or the model's type is not one of :data:`SEQUENTIAL_LAYERS` (then
-    nothing is shared between the unedited and edited passes)."""
-    if getattr(getattr(model, "config", None), "model_type", None) not in SEQUENTIAL_LAYERS:
+    after its first layer, or the model's architecture family does not run its layers plainly in
+    sequence (then nothing is shared between the unedited and edited passes)."""
+    family = family_of(model) if hasattr(model, "config") else None
+    if family is None or not family.sequential_layers:
         return None
     found: tuple[str, int] | None = None
     for name in names:
