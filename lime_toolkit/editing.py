@@ -89,6 +89,27 @@ class EditingSystem(nn.Module):
     def updates(self, batch: Batch, lang: str, params: Params) -> Params:
         """A factor editor's α·ΔW per edited weight for the edit input ``batch`` in language ``lang``,
         its factors captured under ``params`` and masked with ``lang``'s masks."""
+        ctx, scale, factors = self._captured(batch, lang, params)
+        out = {}
+        for name, (x, delta) in factors.items():
+            x, delta = self._masked(name, lang, x, delta)
+            out[name] = scale * self.editor.step_size(name) * self.editor.delta_weight(name, x, delta, ctx)
+        return out
+
+    def factored_updates(self, batch: Batch, lang: str, params: Params) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`updates` before the outer product: ``{name: (x̃, s·α·δ̃)}`` with α·ΔW = δ̃ᵀ x̃ (for
+        editors whose ΔW is a sum of outer products of transformed factors; see
+        :func:`lime_toolkit.factored_updates.edits_are_low_rank`)."""
+        ctx, scale, factors = self._captured(batch, lang, params)
+        out = {}
+        for name, (x, delta) in factors.items():
+            x, delta = self._masked(name, lang, x, delta)
+            x_t, d_t = self.editor.transform(name, x, delta, ctx)
+            out[name] = (x_t, scale * self.editor.step_size(name) * d_t)
+        return out
+
+    def _captured(self, batch: Batch, lang: str, params: Params):
+        """(context, s, the gradient factors of the edit input under ``params``)."""
         if not isinstance(self.editor, FactorEditor):
             raise UserError(f"editor {type(self.editor).__name__} is neither a FactorEditor nor a FullEditor")
         ctx = self.context(batch, lang)
@@ -96,12 +117,10 @@ class EditingSystem(nn.Module):
         second_order = self.editor.second_order and torch.is_grad_enabled()
         loss, factors = capture_factors(self.model, batch, params, create_graph=second_order)
         scale = self.edit_scale * (self.loss_factor(float(loss.detach())) if self.loss_power else 1.0)
-        out = {}
-        for name, (x, delta) in factors.items():
-            if self.masks is not None:
-                x, delta = self.masks.apply(name, lang, x, delta)
-            out[name] = scale * self.editor.step_size(name) * self.editor.delta_weight(name, x, delta, ctx)
-        return out
+        return ctx, scale, factors
+
+    def _masked(self, name: str, lang: str, x: torch.Tensor, delta: torch.Tensor):
+        return self.masks.apply(name, lang, x, delta) if self.masks is not None else (x, delta)
 
     def loss_factor(self, loss: float) -> float:
         """(``loss`` / L_uniform)^γ with γ = :attr:`loss_power` (1.0 when γ is 0)."""

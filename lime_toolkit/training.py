@@ -19,6 +19,7 @@ from lime_toolkit.data import EditCase
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
 from lime_toolkit.evaluation import EvalSettings, evaluate
+from lime_toolkit.factored_updates import edited
 from lime_toolkit.factors import edit_loss
 from lime_toolkit.models import position_logits
 from lime_toolkit.run import Run
@@ -30,12 +31,12 @@ def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor
     + λ_loc·KL(f(x_r; θ) ‖ f(x_r; θ_u)) + λ_mask·L0(masks of l_e)."""
     model, system, lang = run.model, run.system, sample.edit.lang
     encode = lambda examples: encode_examples(run.tokenizer, examples, run.task).to(run.device)  # noqa: E731
-    theta_u = system.edit(encode([sample.edit]), lang)
-    rel = edit_loss(model, encode(sample.updates), theta_u)
     retain = encode(sample.retain)
     with torch.no_grad():
         before = F.log_softmax(position_logits(model, retain), dim=-1)
-    after = F.log_softmax(position_logits(model, retain, theta_u), dim=-1)
+    with edited(system, encode([sample.edit]), lang) as theta_u:
+        rel = edit_loss(model, encode(sample.updates), theta_u)
+        after = F.log_softmax(position_logits(model, retain, theta_u), dim=-1)
     loc = F.kl_div(after, before, log_target=True, reduction="batchmean")
     mask = system.masks.penalty([lang]).to(rel.device) if system.masks is not None else rel.new_zeros(())
     total = weights["rel_weight"] * rel + weights["loc_weight"] * loc + weights["mask_weight"] * mask
