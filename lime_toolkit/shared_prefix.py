@@ -128,29 +128,58 @@ class UneditedCache:
 
     def _compute(self, model, tokenizer, task, stack, group: list[Example], device) -> None:
         batch = encode_examples(tokenizer, group, task).to(device)
-        recorded: dict = {}
-        handles = []
-        if stack is not None:
-            def grab(mod, args, kwargs):
-                recorded["hidden"] = args[0] if args else kwargs.get("hidden_states")
-
-            def kind(mod, args, output):
-                recorded["as_tuple"] = isinstance(output, tuple)
-            handles = [stack.layers[stack.first].register_forward_pre_hook(grab, with_kwargs=True),
-                       stack.layers[stack.first - 1].register_forward_hook(kind)]
-        try:
+        prefix = SharedPrefix(stack)
+        with prefix.recording():
             predicted = position_logits(model, batch).argmax(-1)
-        finally:
-            for h in handles:
-                h.remove()
-        hidden = recorded.get("hidden")
-        if not isinstance(hidden, torch.Tensor) or hidden.shape[0] != len(group):
-            hidden = None
-        self.as_tuple = recorded.get("as_tuple", self.as_tuple)
+        hidden = prefix.hidden if prefix.hidden is not None and prefix.hidden.shape[0] == len(group) else None
+        self.as_tuple = prefix.as_tuple if prefix.as_tuple is not None else self.as_tuple
         real = batch.inputs["attention_mask"].bool()
         for i, ex in enumerate(group):
             self.entries[ex] = Unedited(predicted[batch.rows == i].clone(),
                                         None if hidden is None else hidden[i][real[i]].clone())
+
+
+class SharedPrefix:
+    """The hidden states one forward pass had at the first edited layer's input
+    (:meth:`recording`), to start a later pass over the same batch there (:meth:`resumed`): the
+    unedited and the edited pass over the same inputs share every layer before the first edited one.
+    With ``stack`` None (see :func:`layer_stack`) nothing is recorded and passes run whole."""
+
+    def __init__(self, stack: LayerStack | None):
+        self.stack = stack
+        self.hidden: torch.Tensor | None = None
+        self.as_tuple: bool | None = None  # whether the model's layers return tuples
+
+    @contextmanager
+    def recording(self):
+        """Record the block's (last) forward pass."""
+        if self.stack is None:
+            yield self
+            return
+
+        def grab(mod, args, kwargs):
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            self.hidden = hidden if isinstance(hidden, torch.Tensor) else None
+
+        def kind(mod, args, output):
+            self.as_tuple = isinstance(output, tuple)
+        handles = [self.stack.layers[self.stack.first].register_forward_pre_hook(grab, with_kwargs=True),
+                   self.stack.layers[self.stack.first - 1].register_forward_hook(kind)]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    @contextmanager
+    def resumed(self):
+        """Within the block, a forward pass over the recorded batch starts at the first edited layer
+        (whole, when nothing was recorded)."""
+        if self.stack is None or self.hidden is None or self.as_tuple is None:
+            yield
+            return
+        with resumed_at_first_edited_layer(self.stack, self.hidden, self.as_tuple):
+            yield
 
 
 def resumed_hidden(batch: Batch, kept: list[Unedited]) -> torch.Tensor | None:

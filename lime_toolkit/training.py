@@ -24,6 +24,7 @@ from lime_toolkit.factors import edit_loss
 from lime_toolkit.models import position_logits
 from lime_toolkit.run import Run
 from lime_toolkit.sampler import CrossLingualSampler, Sample
+from lime_toolkit.shared_prefix import SharedPrefix, layer_stack
 
 
 def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor]:
@@ -31,12 +32,13 @@ def meta_loss(run: Run, sample: Sample, weights: dict) -> dict[str, torch.Tensor
     + λ_loc·KL(f(x_r; θ) ‖ f(x_r; θ_u)) + λ_mask·L0(masks of l_e)."""
     model, system, lang = run.model, run.system, sample.edit.lang
     encode = lambda examples: encode_examples(run.tokenizer, examples, run.task).to(run.device)  # noqa: E731
-    retain = encode(sample.retain)
-    with torch.no_grad():
+    retain, prefix = encode(sample.retain), SharedPrefix(layer_stack(model, system.param_names))
+    with torch.no_grad(), prefix.recording():  # the layers before the first edited one: run once
         before = F.log_softmax(position_logits(model, retain), dim=-1)
     with edited(system, encode([sample.edit]), lang) as theta_u:
         rel = edit_loss(model, encode(sample.updates), theta_u)
-        after = F.log_softmax(position_logits(model, retain, theta_u), dim=-1)
+        with prefix.resumed():
+            after = F.log_softmax(position_logits(model, retain, theta_u), dim=-1)
     loc = F.kl_div(after, before, log_target=True, reduction="batchmean")
     mask = system.masks.penalty([lang]).to(rel.device) if system.masks is not None else rel.new_zeros(())
     total = weights["rel_weight"] * rel + weights["loc_weight"] * loc + weights["mask_weight"] * mask

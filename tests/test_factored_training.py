@@ -1,5 +1,7 @@
-"""Meta-training with edits in factored form (``lime_toolkit.factored_updates.edited``) gives the
-losses and gradients of the dense W' = W − α ΔW, on the tiny random masked LM.
+"""Meta-training's two shortcuts give the losses and gradients of the plain computation, on the
+tiny random masked LM: edits in factored form (``lime_toolkit.factored_updates.edited``) against
+the dense W' = W − α ΔW, and the edited pass over the retain inputs starting at the first edited
+layer from the unedited pass's hidden states (``SharedPrefix``) against the whole model.
 
 The tiny model's weights are far below :data:`FACTORED_MIN_ENTRIES`, so each test sets the
 threshold to force one form, then the other, and compares every loss term and the gradient of every
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lime_toolkit import factored_updates
+from lime_toolkit import factored_updates, training
 from lime_toolkit.architectures import editable_parameters
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.editor_api import EditorSetup
@@ -31,16 +33,26 @@ WEIGHTS = {"rel_weight": 0.1, "loc_weight": 1.0, "mask_weight": 1.0}
 DENSE, FACTORED = 1 << 40, 0  # thresholds that force each form
 
 
-@pytest.fixture(scope="module")
-def world():
+def make_world(layers: int):
     torch.manual_seed(0)
-    model, tok = tiny_masked_lm()
+    model, tok = tiny_masked_lm(layers=layers)
     names = editable_parameters(model, last_n_layers=2)
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in names}
     data = ToyDataset()
     roles = LanguageRoles.parse("all", data.languages)
     sampler = CrossLingualSampler(data.edit_cases("train"), data.locality_pool("train"), roles, n_retain=3, seed=0)
     return model, tok, names, shapes, data, sampler
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(2)
+
+
+@pytest.fixture(scope="module")
+def deep_world():
+    """Four layers, the last two edited: two layers before the first edited one."""
+    return make_world(4)
 
 
 def mend(setup: EditorSetup) -> MendEditor:
@@ -102,3 +114,22 @@ def test_editors_whose_update_is_not_low_rank_stay_dense(world, monkeypatch):
     assert trains_factored(mend_system)
     monkeypatch.setattr(factored_updates, "FACTORED_MIN_ENTRIES", DENSE)
     assert not trains_factored(mend_system)
+
+
+@pytest.mark.parametrize("threshold", [DENSE, FACTORED], ids=["dense", "factored"])
+def test_retain_pass_from_the_first_edited_layer_equals_the_whole_pass(deep_world, threshold, monkeypatch):
+    resumed = []
+    real_resumed = training.SharedPrefix.resumed
+
+    def spy(self):
+        resumed.append(self.hidden is not None and self.stack.first == 2)
+        return real_resumed(self)
+    monkeypatch.setattr(training.SharedPrefix, "resumed", spy)
+    _, shared_terms, shared_grads = losses_and_grads(deep_world, mend, True, threshold, monkeypatch)
+    assert resumed == [True] * 3  # every micro-step started its retain pass at layer 2
+    monkeypatch.setattr(training, "layer_stack", lambda model, names: None)
+    _, terms, grads = losses_and_grads(deep_world, mend, True, threshold, monkeypatch)
+    assert min(terms[f"loc{m}"] for m in range(3)) > 1e-3
+    assert shared_terms == terms  # the layers before the first edited one compute the same bits twice
+    assert shared_grads.keys() == grads.keys()
+    assert all(torch.equal(shared_grads[name], grads[name]) for name in grads)
