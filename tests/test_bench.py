@@ -28,12 +28,15 @@ def test_quick_bench_writes_the_documented_json(tmp_path):
     demo = doc["demo"]
     for key in JSON_KEYS:
         assert positive(demo[key]), (key, demo[key])
-    for key in ("fwd_s", "fwd_bwd_s", "edit_s", "step_s", "eval_loop_edits_per_s", "micro_step_inputs_fwd_bwd_s"):
+    for key in ("fwd_s", "fwd_bwd_s", "edit_s", "step_s", "eval_loop_edits_per_s", "micro_step_inputs_fwd_bwd_s",
+                "micro_step_inputs_fwd_bwd_block_s"):
         assert positive(demo[key]), (key, demo[key])
     # the ratios are the quotients of the times they name
     assert math.isclose(demo["edit_over_fwd"], demo["edit_s"] / demo["fwd_s"])
     assert math.isclose(demo["edit_over_fwd_bwd"], demo["edit_s"] / demo["fwd_bwd_s"])
     assert math.isclose(demo["step_over_fwd_bwd"], demo["step_s"] / 4 / demo["micro_step_inputs_fwd_bwd_s"])
+    assert math.isclose(demo["step_over_fwd_bwd_block"],
+                        demo["step_s"] / 4 / demo["micro_step_inputs_fwd_bwd_block_s"])
     assert math.isclose(demo["eval_batched_speedup"], demo["eval_edits_per_s"] / demo["eval_loop_edits_per_s"])
     assert demo["eval_identical"] is True and demo["eval_batch_size"] == 4
     assert demo["eval_edits"] == {"loop": 4, "batched": 16}

@@ -10,7 +10,9 @@ Per model (the demo model, and a randomly initialised masked LM of mBERT's size 
   ``edit_over_fwd_bwd``;
 * ``step_s``: one meta-training optimiser step over ``accumulate`` edits (each with its update and
   retain inputs); ``step_over_fwd_bwd`` is one micro-step (``step_s / accumulate``) over one plain
-  forward + backward of all of a micro-step's inputs in one batch (edit, update and retain inputs);
+  forward + backward of all of a micro-step's inputs in one batch (edit, update and retain inputs),
+  timed in turn with the step; ``step_over_fwd_bwd_block`` the same over that forward + backward
+  timed in a block of its own (``micro_step_inputs_fwd_bwd_block_s``);
 * evaluation: edits per second one at a time (``eval_loop_edits_per_s``) and batched
   (``eval_edits_per_s``), their ratio ``eval_batched_speedup``, and whether every batched record
   equals the loop's (``eval_identical``);
