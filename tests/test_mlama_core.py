@@ -203,3 +203,21 @@ def test_prepare_base_json_writes_the_figure_per_language(tmp_path, monkeypatch)
     model = Path(result.output.strip().splitlines()[-1])
     info = json.loads((model / "recall.json").read_text(encoding="utf-8"))
     assert report["languages"] == info["recall"]
+
+
+def test_prepare_base_json_reads_xnli_accuracy(tmp_path, monkeypatch):
+    """The same --json for a classification dataset: its accuracy per language."""
+    from test_xnli import TINY, write_jsonl_fixture
+
+    from lime_toolkit.cli.app import cli
+
+    data = write_jsonl_fixture(tmp_path / "x")
+    monkeypatch.setenv("LIME_TOOLKIT_CACHE", str(tmp_path / "cache"))
+    args = ["prepare-base", "--dataset", "xnli", "--data-dir", str(data), "--json", str(tmp_path / "report.json")]
+    for key, value in TINY.items():
+        args += ["--set", f"dataset_options.{key}={value}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert set(report) == {"languages", "build_s"} and set(report["languages"]) == {"de", "en"}
+    assert all(0 <= v <= 1 for v in report["languages"].values()) and report["build_s"] >= 0

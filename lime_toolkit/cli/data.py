@@ -66,12 +66,15 @@ def data():
 @click.option("--dataset", help="Dataset name (default: the configured dataset).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--langs", "languages", help="Comma list of languages.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Set a config key, e.g. --set dataset_options.preset=full (repeatable; YAML values).")
 @click.option("--json", "as_json", is_flag=True, help="Print {language: {split: rows}} as JSON.")
-def data_describe(dataset, data_dir, languages, as_json):
+def data_describe(dataset, data_dir, languages, settings, as_json):
     """Row counts per language and split, as read."""
     from lime_toolkit.runs.build import open_dataset
 
-    ds = open_dataset(resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages))
+    ds = open_dataset(resolve_config(None, dataset=dataset, data_dir=data_dir, languages=languages,
+                                     settings=settings))
     counts = ds.describe()
     if as_json:
         click.echo(json.dumps(counts, indent=2))
