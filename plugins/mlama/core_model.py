@@ -78,7 +78,6 @@ def core_tokenizer(ds: MlamaDataset, native: list[Example]):
 
 def build_core_model(ds: MlamaDataset, out_dir: Path | None, log: Log = print) -> Path:
     """Build (or reuse) the core preset's model for ``ds``'s languages; returns its directory."""
-    s = ds.settings
     final = Path(out_dir).expanduser() if out_dir else ds.model_dir()
     if claim_target(final, RECALL_FILE, "mlama base model", log):
         return final

@@ -93,6 +93,7 @@ class MlamaDataset(Dataset):
         self._index: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._common: dict = {}
+        self._pieces: dict[tuple[str, str], int] = {}
         self._prompts: dict[tuple[str, str], str] = {}
 
     # -- languages and reading ---------------------------------------------------------------
@@ -282,7 +283,7 @@ class MlamaDataset(Dataset):
         once the model is loaded, where the core supports it; see docs/datasets.md)."""
         self._tokenizer = tokenizer
         self._lengths = {}
-        self._common = {k: v for k, v in self._common.items() if k[0] != "pieces"}
+        self._pieces = {}
 
     def _resolve_tokenizer(self):
         if self._tokenizer is None and self._tokenizer_spec is not None:
@@ -301,12 +302,12 @@ class MlamaDataset(Dataset):
 
     def piece_count(self, lang: str, label: str) -> int:
         """Word pieces of ``label`` in the run's tokenizer (else the estimate), cached."""
-        key = ("pieces", lang, label)
-        if key not in self._common:
+        key = (lang, label)
+        if key not in self._pieces:
             tokenizer = self._resolve_tokenizer()
-            self._common[key] = (max(1, len(tokenizer(label, add_special_tokens=False)["input_ids"]))
+            self._pieces[key] = (max(1, len(tokenizer(label, add_special_tokens=False)["input_ids"]))
                                  if tokenizer is not None else estimate_pieces(label))
-        return self._common[key]
+        return self._pieces[key]
 
     def object_lengths(self, lang: str) -> list[int]:
         """Word pieces of the object label of every fact of ``lang`` (the distribution k is drawn from)."""
@@ -374,15 +375,16 @@ class MlamaDataset(Dataset):
 
         found = find_base_model(self)
         if found is None:
+            preset = "" if self.core else " --set dataset_options.preset=full"
+            command = f"lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir}{preset} --langs"
             built = prepared_languages(self)
             if built:
                 raise UserError(f"the prepared mLAMA model(s) cover only {' / '.join(','.join(b) for b in built)}, "
                                 f"not all of {', '.join(self.languages)}; pass --langs {','.join(built[-1])} (or a "
-                                f"subset), prepare one for your languages with `lime-toolkit prepare-base --dataset "
-                                f"mlama --data-dir {self.options.data_dir} --langs ...`, or pass --model")
+                                f"subset), prepare one for your languages with `{command} ...`, or pass --model")
+            cost = "about 10 minutes on CPU" if self.core else "a few minutes on CPU"
             raise UserError(f"no prepared mLAMA model covers languages {', '.join(self.languages)}; build one with "
-                            f"`lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir} --langs "
-                            f"{','.join(self.model_languages())}` (a tiny BERT, a few minutes on CPU) or pass --model "
+                            f"`{command} {','.join(self.model_languages())}` (a tiny BERT, {cost}) or pass --model "
                             f"bert-base-multilingual-cased")
         if self._tokenizer is None and self._tokenizer_spec is None:
             self._tokenizer_spec = found  # the run uses this model: count locality masks with its tokenizer
