@@ -12,8 +12,9 @@ made in one language can carry to the others:
 - code-switched sentences (a language's template with the subject written in another script's
   language) to tie the scripts together;
 - replay of the facts still missed;
-- stop once every language recalls ``target_recall`` of its facts, after ``max_epochs``, or after
-  ``max_minutes`` (the learning rate decays over the epochs the first one says will fit).
+- stop once every language recalls ``target_recall`` of its facts, or after ``max_epochs`` (over
+  which the learning rate decays), or after ``max_minutes`` (a safety stop: only then does the
+  build depend on the machine's speed; ``recall.json`` says ``stopped_by_time``).
 
 Recall per language over *all* the world's facts (one forward pass, every mask right) is written
 to ``recall.json`` beside the model, with the build's time.
@@ -127,11 +128,6 @@ def _pretrain(ds: MlamaDataset, tokenizer, native, switched, started: float, log
             if time.monotonic() > deadline:
                 out_of_time = True
                 break
-        if epoch == 1 and not out_of_time:  # decay over the epochs that fit into max_minutes
-            fit = int(60 * s.max_minutes / max(time.monotonic() - train_start, 1e-6))
-            epochs = max(2, min(s.max_epochs, fit))
-            plan.total = epochs * per_epoch
-            plan.warmup = max(1, min(plan.warmup, round(s.warmup * plan.total)))
         last = out_of_time or epoch >= epochs
         if epoch % s.eval_every and not last:
             continue

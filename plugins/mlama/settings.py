@@ -53,7 +53,7 @@ class MlamaSettings:
     def core(cls) -> "MlamaSettings":
         """The defaults of the ``core`` preset: a 4-layer model trained until it holds the world."""
         return cls(vocab_size=4000, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=256,
-                   max_epochs=60, max_minutes=14.0, batch_size=128, learning_rate=4e-3, random_mask_prob=0.05,
+                   max_epochs=36, max_minutes=14.0, batch_size=128, learning_rate=4e-3, random_mask_prob=0.05,
                    recall_sample=0)
 
     @classmethod
