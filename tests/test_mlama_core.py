@@ -66,7 +66,7 @@ def test_core_is_the_default_world_of_eight_languages_and_closed_set_relations(c
 @pytest.mark.realdata
 @needs_real
 def test_core_rejects_languages_outside_it_and_full_is_one_option_away(cache):
-    with pytest.raises(UserError, match="core preset has languages .* not hi; .*preset=full"):
+    with pytest.raises(UserError, match=r"core preset has languages .* not hi; .*--set dataset_options.preset=full"):
         core(cache, languages=["en", "hi"]).languages
     full = core(cache, languages=["en", "hi"], extra={"preset": "full"})
     assert full.languages == ["en", "hi"] and len(full.index["order"]) > 30000
@@ -87,8 +87,8 @@ def test_full_keys_its_models_as_before_the_presets():
 def test_core_needs_its_languages_in_the_data(tmp_path):
     mini = write_mlama_fixture(tmp_path / "data")
     ds = MlamaDataset(DatasetOptions(data_dir=mini, cache_dir=tmp_path / "cache"))
-    with pytest.raises(UserError, match="core preset needs languages .* lacks es, ru, zh, ar, ja; pass dataset_options "
-                                        "preset=full"):
+    with pytest.raises(UserError, match=r"core preset needs languages .* lacks es, ru, zh, ar, ja; set dataset_options."
+                                        r"preset=full \(--set dataset_options.preset=full\)"):
         ds.describe()
 
 

@@ -114,12 +114,14 @@ class MlamaDataset(Dataset):
         missing = [l for l in CORE_LANGUAGES if l not in self._available]
         if missing:
             raise UserError(f"the mlama core preset needs languages {', '.join(CORE_LANGUAGES)} and {self.root} lacks "
-                            f"{', '.join(missing)}; pass dataset_options preset=full to use the languages it has")
+                            f"{', '.join(missing)}; set dataset_options.preset=full (--set dataset_options.preset=full) "
+                            f"to use the languages it has")
         wanted = self.options.languages or list(CORE_LANGUAGES)
         other = [l for l in wanted if l not in CORE_LANGUAGES]
         if other:
             raise UserError(f"the mlama core preset has languages {', '.join(CORE_LANGUAGES)}, not "
-                            f"{', '.join(other)}; choose among them or pass dataset_options preset=full")
+                            f"{', '.join(other)}; choose among them or set dataset_options.preset=full "
+                            f"(--set dataset_options.preset=full)")
         return list(dict.fromkeys(wanted))
 
     @property
@@ -158,9 +160,10 @@ class MlamaDataset(Dataset):
         """Facts of the selected languages linked by uuid, with per-language labels and templates."""
         if self._index is None:
             if self.core:  # the world is chosen over all eight languages, whichever are selected
-                for lang in CORE_LANGUAGES:  # a malformed file is named before a missing language
-                    if lang in self._available:
-                        self.language_data(lang)
+                if any(l not in self._available for l in CORE_LANGUAGES):
+                    for lang in CORE_LANGUAGES:  # a malformed file is named before a missing language
+                        if lang in self._available:
+                            self.language_data(lang)
                 langs = self.languages
                 index = load_or_link(self.cache_dir, self.root, list(CORE_LANGUAGES), self.language_data, Fact)
                 index = restrict(index, select_core(index), langs)
