@@ -221,3 +221,24 @@ def test_prepare_base_json_reads_xnli_accuracy(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert set(report) == {"languages", "build_s"} and set(report["languages"]) == {"de", "en"}
     assert all(0 <= v <= 1 for v in report["languages"].values()) and report["build_s"] >= 0
+
+
+@pytest.mark.realdata
+@needs_real
+def test_core_model_builds_and_reports_recall_per_language(cache):
+    """A tiny budget: the build runs end to end, saves the tokenizer whose objects are one token each,
+    writes recall over every fact per language, and is found as the run's default model."""
+    from lime_toolkit.toolbox.prepared import is_prepared
+
+    tiny = {"vocab_size": 600, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32, "num_layers": 2,
+            "max_epochs": 1, "batch_size": 256}
+    ds = core(cache, languages=["en", "zh"], extra=tiny)
+    lines: list[str] = []
+    out = ds.prepare_base_model(progress=lines.append)
+    assert is_prepared(out, "recall.json") and out == ds.model_dir()
+    info = json.loads((out / "recall.json").read_text(encoding="utf-8"))
+    assert list(info["recall"]) == ["en", "zh"] and info["n_facts"] == len(ds.index["order"])
+    assert info["epochs"] == 1 and info["key"]["preset"] == "core"
+    assert read_report(out) == (info["recall"], info["build_seconds"])
+    assert ds.default_model() == str(out)
+    assert lines[0].startswith("mlama core world:") and lines[-1] == f"saved the mlama base model to {out}"
