@@ -6,9 +6,10 @@ import torch
 from lime_toolkit.data import MASKED_LM
 from lime_toolkit.dataset_api import DatasetOptions
 from lime_toolkit.encoding import encode_examples
+from lime_toolkit.toolbox.parallel import alignment_loss
 from lime_toolkit_plugins.demo.corpus import SCRIPT, DemoCorpus, DemoSettings
 from lime_toolkit_plugins.demo.dataset import DemoDataset
-from lime_toolkit_plugins.demo.tiny_model import alignment_loss, train_tokenizer
+from lime_toolkit_plugins.demo.tiny_model import train_tokenizer
 from lime_toolkit_plugins.demo.vocabulary import LANGUAGES, RELATIONS, SYLLABLES
 
 SMALL = DemoSettings.small()

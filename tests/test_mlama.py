@@ -88,7 +88,8 @@ def write_mlama_fixture(root: Path, langs=("de", "en", "fr")) -> Path:
 
 
 def dataset(data_dir, tmp_path, **kw) -> MlamaDataset:
-    extra = kw.pop("extra", {})
+    """The whole release (``preset: full``, as before the core preset existed) unless ``extra`` says."""
+    extra = {"preset": "full", **kw.pop("extra", {})}
     return MlamaDataset(DatasetOptions(data_dir=data_dir, cache_dir=tmp_path / "cache", extra=extra, **kw))
 
 
@@ -292,7 +293,8 @@ def test_prepare_base_builds_reuses_and_serves_a_language_subset(mini, tmp_path)
 @pytest.mark.realdata
 @needs_real
 def test_real_mlama_languages_counts_and_leak_free_split(tmp_path):
-    ds = MlamaDataset(DatasetOptions(data_dir=REAL, languages=["en", "af", "zh"], cache_dir=tmp_path))
+    ds = MlamaDataset(DatasetOptions(data_dir=REAL, languages=["en", "af", "zh"], cache_dir=tmp_path,
+                                     extra={"preset": "full"}))
     assert len(ds.available_languages()) == 53
     counts = ds.describe()
     assert counts["en"]["all"] == 37498 and counts["af"]["all"] == 7353

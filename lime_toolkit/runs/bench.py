@@ -146,10 +146,11 @@ def mbert_size_subject(like: Subject, device: torch.device) -> Subject:
 
 # -- dataset preparation ---------------------------------------------------------------------------
 
-def dataset_preparation(name: str, data_dir: Path, split: str, log: Log) -> dict:
+def dataset_preparation(name: str, data_dir: Path, split: str, log: Log, options: dict | None = None) -> dict:
     """Seconds the dataset ``name`` takes to read all its languages from ``data_dir`` and prepare
     ``split``'s edit cases and locality pool, first with an empty cache (``cold_s``), then again,
-    from a fresh dataset object, with the cache the cold pass wrote (``cached_s``)."""
+    from a fresh dataset object, with the cache the cold pass wrote (``cached_s``). ``options`` are
+    the dataset's own settings (``dataset_options``)."""
     from lime_toolkit.dataset_api import DatasetOptions
     from lime_toolkit.plugin_manager import get_plugin_manager
 
@@ -158,7 +159,7 @@ def dataset_preparation(name: str, data_dir: Path, split: str, log: Log) -> dict
     with tempfile.TemporaryDirectory(prefix="lime-bench-cache-") as cache:
         for label in ("cold_s", "cached_s"):
             start = time.perf_counter()
-            dataset = dataset_cls(DatasetOptions(data_dir=Path(data_dir), cache_dir=Path(cache)))
+            dataset = dataset_cls(DatasetOptions(data_dir=Path(data_dir), cache_dir=Path(cache), extra=dict(options or {})))
             cases = dataset.edit_cases(split)
             pool = dataset.locality_pool(split)
             out[label] = time.perf_counter() - start
@@ -169,7 +170,8 @@ def dataset_preparation(name: str, data_dir: Path, split: str, log: Log) -> dict
     return out
 
 
-def preparation_part(name: str, data_dir: Path | None, split: str, log: Log) -> tuple[dict | None, str | None]:
+def preparation_part(name: str, data_dir: Path | None, split: str, log: Log,
+                     options: dict | None = None) -> tuple[dict | None, str | None]:
     """``(prep, None)``, or ``(None, why it was skipped)`` when ``data_dir`` is missing or the
     dataset finds no data in it (its own message says what it looked for)."""
     from lime_toolkit.errors import UserError
@@ -179,7 +181,7 @@ def preparation_part(name: str, data_dir: Path | None, split: str, log: Log) -> 
         reason = f"no {name} data at '{data_dir}'; pass --prep-data-dir with the dataset's folder"
     else:
         try:
-            return dataset_preparation(name, Path(data_dir), split, log), None
+            return dataset_preparation(name, Path(data_dir), split, log, options), None
         except UserError as exc:
             reason = f"no {name} data at '{data_dir}' ({exc})"
     log(f"{name} preparation skipped: {reason}")
@@ -222,8 +224,9 @@ def run_bench(device: torch.device, *, quick: bool = False, mbert: bool = True, 
         doc["skipped"][prep_key] = "--quick" if quick else "--no-prep"
     else:
         data_dir = prep_data_dir if prep_data_dir is not None else defaults.get("data_dir")
+        options = defaults.get("dataset_options") if name == defaults["dataset"] else None
         doc[prep_key], reason = preparation_part(name, Path(data_dir) if data_dir else None,
-                                                 defaults.get("split", "test"), log)
+                                                 defaults.get("split", "test"), log, options)
         if reason:
             doc["skipped"][prep_key] = reason
     doc["wall_s"] = time.perf_counter() - started

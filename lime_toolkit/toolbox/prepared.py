@@ -8,6 +8,10 @@ info file and ``config.json`` is complete, and an interrupted build leaves nothi
 would load. A dataset caches its models as ``<cache>/<dataset>/<settings key>/model``; when the info
 file records the settings as ``"key"``, :func:`find_prepared` can serve a run with a model built
 for other but compatible settings (e.g. more languages).
+
+:func:`read_report` reads the per-language figure back from a prepared model (``prepare-base
+--json``): the info file's ``"recall"`` or ``"accuracy"`` (language -> share) and its
+``"build_seconds"`` (or ``"train_seconds"``).
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ from typing import Any, Callable
 
 from lime_toolkit.errors import UserError
 from lime_toolkit.files import atomic_directory, write_json_atomic
+
+#: The info files :func:`read_report` looks for, in this order.
+REPORT_FILES = ("recall.json", "accuracy.json")
+#: The keys of an info file holding the per-language figure, in the order looked for.
+FIGURE_KEYS = ("recall", "accuracy")
 
 #: Where a build reports progress, one line at a time (``print``, a progress bar's ``write`` ...).
 Log = Callable[[str], None]
@@ -81,3 +90,21 @@ def save_prepared(final: Path, model, tokenizer, info_file: str, info: dict[str,
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / info_file, info)
     return Path(final)
+
+
+def read_report(path: Path) -> tuple[dict[str, float], float | None] | None:
+    """``(figure per language, build seconds or None)`` from the first of :data:`REPORT_FILES` in
+    ``path`` that holds one of :data:`FIGURE_KEYS` as a language -> number mapping; ``None`` when
+    there is none (a model not prepared by a dataset's build)."""
+    for name in REPORT_FILES:
+        try:
+            info = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for key in FIGURE_KEYS:
+            figure = info.get(key) if isinstance(info, dict) else None
+            if isinstance(figure, dict) and all(isinstance(v, (int, float)) for v in figure.values()):
+                seconds = info.get("build_seconds", info.get("train_seconds"))
+                return {str(k): float(v) for k, v in figure.items()}, (
+                    float(seconds) if isinstance(seconds, (int, float)) else None)
+    return None

@@ -22,19 +22,10 @@ from transformers import BertForMaskedLM, BertTokenizer
 from lime_toolkit.cache import cache_root, settings_key
 from lime_toolkit.data import Example
 from lime_toolkit.files import atomic_directory
-from lime_toolkit.toolbox.masked_lm import (
-    IGNORE,
-    WarmupDecay,
-    encode_slot_rows,
-    model_inputs,
-    new_masked_lm,
-    optimizer_step,
-    pad_rows,
-    random_mask,
-    special_ids,
-)
+from lime_toolkit.toolbox.masked_lm import WarmupDecay, new_masked_lm, optimizer_step, special_ids
+from lime_toolkit.toolbox.parallel import ParallelRows, batch_loss, native_recall
 from lime_toolkit.toolbox.prepared import Log, is_prepared, save_prepared
-from lime_toolkit.toolbox.scoring import recall_per_language, slot_predictions
+from lime_toolkit.toolbox.scoring import recall_per_language
 from lime_toolkit.toolbox.wordpiece import bert_tokenizer, bert_words, learn_vocabulary
 
 from .corpus import SCRIPT, DemoCorpus, DemoSettings
@@ -164,76 +155,12 @@ def _training_examples(corpus: DemoCorpus) -> tuple[list[Example], list[Example]
     return native, switched
 
 
-class _TrainingRows:
+def _training_rows(corpus: DemoCorpus, tokenizer: BertTokenizer, settings: DemoSettings) -> ParallelRows:
     """Every training sentence encoded once: the native rows (each fact in each language, the
     evaluation format, fact-major) first, then the code-switched ones."""
-
-    def __init__(self, corpus: DemoCorpus, tokenizer: BertTokenizer, settings: DemoSettings):
-        native, switched = _training_examples(corpus)
-        if settings.code_switch <= 0:
-            switched = []
-        self.native = native
-        self.n_langs = len(corpus.languages)
-        self.n_facts = len(corpus.facts)
-        self.ids, self.labels = pad_rows(encode_slot_rows(tokenizer, native + switched), tokenizer.pad_token_id)
-        self.pad = tokenizer.pad_token_id
-        self.lengths = (self.ids != self.pad).sum(1)
-        self.n_native = len(native)
-        self.n_switched_pool = len(switched)
-        self.code_switch = settings.code_switch
-        self.replay = settings.replay
-        self.missed = torch.ones(self.n_native, dtype=torch.bool)  # native rows wrong at their last pass
-
-    def epoch_batches(self, batch_size: int, gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch as ``(parallel rows, extra rows)`` batches. The parallel rows are whole facts,
-        every language of each (so the alignment objective can compare them); the extra rows are a
-        sample of code-switched rows and of native rows still missed (hard-example replay, so the
-        languages whose subjects take many word pieces, like zh, are not left behind)."""
-        per_batch = max(1, batch_size // self.n_langs)
-        facts = torch.randperm(self.n_facts, generator=gen).split(per_batch)
-        langs = torch.arange(self.n_langs)
-        batches = []
-        for group in facts:
-            parallel = (group[:, None] * self.n_langs + langs[None, :]).reshape(-1)
-            extra = []
-            n_switch = round(self.code_switch * len(parallel))
-            if n_switch and self.n_switched_pool:
-                extra.append(self.n_native + torch.randint(self.n_switched_pool, (n_switch,), generator=gen))
-            pool = self.missed.nonzero(as_tuple=True)[0]
-            n_replay = round(self.replay * len(parallel))
-            if n_replay and len(pool):
-                extra.append(pool[torch.randint(len(pool), (n_replay,), generator=gen)])
-            batches.append((parallel, torch.cat(extra) if extra else parallel.new_zeros(0)))
-        return batches
-
-    def note_misses(self, rows: torch.Tensor, slot_rows: torch.Tensor, slot_labels: torch.Tensor, predictions) -> None:
-        """Record which native rows of a batch had a wrong object slot (``slot_labels`` are the
-        unmasked labels: -100 at the positions masked only for the random-masking objective)."""
-        native = rows < self.n_native
-        self.missed[rows[native]] = False
-        wrong = rows[slot_rows[(slot_labels != IGNORE) & (predictions != slot_labels)]]
-        self.missed[wrong[wrong < self.n_native]] = True
-
-
-def alignment_loss(states: list[torch.Tensor], n_langs: int, temperature: float = 0.1) -> torch.Tensor:
-    """A contrastive objective that makes parallel sentences look alike and different facts not.
-
-    ``states`` are object-slot hidden states [facts * n_langs, hidden] (fact-major), one tensor per
-    aligned layer. Every state must pick out, among all others of the batch, the same fact in the
-    other languages (cross-entropy over cosine similarities / ``temperature``, targets spread
-    evenly over the parallel states): aligned, yet still telling facts apart."""
-    total = states[0].new_zeros(())
-    for h in states:
-        v = torch.nn.functional.normalize(h, dim=-1)
-        logits = (v @ v.T) / temperature
-        n = len(v)
-        fact = torch.arange(n, device=v.device) // n_langs
-        self_mask = torch.eye(n, dtype=torch.bool, device=v.device)
-        logits = logits.masked_fill(self_mask, float("-inf"))
-        positive = (fact[:, None] == fact[None, :]) & ~self_mask
-        log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
-        total = total - (log_p.sum(-1) / positive.sum(-1)).mean()
-    return total / len(states)
+    native, switched = _training_examples(corpus)
+    return ParallelRows(tokenizer, native, switched, len(corpus.languages), extra_share=settings.code_switch,
+                        replay=settings.replay)
 
 
 def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokenizer, log: Log):
@@ -244,7 +171,7 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     gen = torch.Generator().manual_seed(settings.seed)
     model = _new_model(settings, tokenizer)
     model.train()
-    data = _TrainingRows(corpus, tokenizer, settings)
+    data = _training_rows(corpus, tokenizer, settings)
     n_batches = len(data.epoch_batches(settings.batch_size, torch.Generator().manual_seed(0)))
     total_steps = settings.max_epochs * n_batches
     warmup = max(1, round(settings.warmup * total_steps))
@@ -257,23 +184,11 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     for epoch in range(1, settings.max_epochs + 1):
         total_loss, total_align, n_batches = 0.0, 0.0, 0
         for parallel, extra in data.epoch_batches(settings.batch_size, gen):
-            rows = torch.cat([parallel, extra])
-            width = int(data.lengths[rows].max())
-            slot_labels = data.labels[rows, :width]
-            ids, labels = random_mask(data.ids[rows, :width], slot_labels, settings.random_mask_prob,
-                                      tokenizer.mask_token_id, special, gen)
-            out = model.bert(**model_inputs(ids, data.pad), output_hidden_states=bool(aligned))
-            r, c = (labels != IGNORE).nonzero(as_tuple=True)
-            logits = model.cls(out.last_hidden_state[r, c])
-            loss = torch.nn.functional.cross_entropy(logits, labels[r, c])
-            if aligned:
-                # the object slot of each parallel row (one word piece: exactly one slot per row)
-                sr, sc = (slot_labels[: len(parallel)] != IGNORE).nonzero(as_tuple=True)
-                align = alignment_loss([out.hidden_states[k][sr, sc] for k in aligned], data.n_langs,
-                                       settings.align_temperature)
-                loss = loss + settings.align_weight * align
-                total_align += float(align.detach())
-            data.note_misses(rows, r, slot_labels[r, c], logits.detach().argmax(-1))
+            loss, align = batch_loss(model, data, parallel, extra, mask_id=tokenizer.mask_token_id, special=special,
+                                     random_mask_prob=settings.random_mask_prob, aligned=aligned,
+                                     align_weight=settings.align_weight, align_temperature=settings.align_temperature,
+                                     gen=gen)
+            total_align += align
             optimizer_step(model, optimizer, schedule, loss)
             step += 1
             total_loss, n_batches = total_loss + loss.item(), n_batches + 1
@@ -283,7 +198,7 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
         if aligned:
             line += f"  align {total_align / n_batches:.3f}"
         if 2 * epoch > settings.max_epochs:  # recall is near chance in the first half: skip measuring
-            recall = _native_recall(model, data, corpus.languages)
+            recall = native_recall(model, data, corpus.languages)
             line += "  recall " + " ".join(f"{lang} {recall[lang]:.1%}" for lang in corpus.languages)
         log(f"{line}  ({time.monotonic() - started:.0f}s)")
         if recall and min(recall.values()) >= settings.target_recall:
@@ -300,23 +215,3 @@ def _pretrain(settings: DemoSettings, corpus: DemoCorpus, tokenizer: BertTokeniz
     }
     log(f"demo model built in {info['build_seconds']:.0f}s, lowest recall {info['min_recall']:.1%}")
     return model, info
-
-
-@torch.no_grad()
-def _native_recall(model, data: _TrainingRows, languages: list[str], batch_size: int = 512) -> dict[str, float]:
-    """Recall per language on the pre-encoded native rows (a fast path for progress lines)."""
-    model.eval()
-    ok = torch.ones(data.n_native, dtype=torch.bool)
-    for start in range(0, data.n_native, batch_size):
-        rows = torch.arange(start, min(start + batch_size, data.n_native))
-        width = int(data.lengths[rows].max())
-        ids, labels = data.ids[rows, :width], data.labels[rows, :width]
-        r, c = (labels != IGNORE).nonzero(as_tuple=True)
-        predictions = slot_predictions(model, model_inputs(ids, data.pad), r, c)
-        ok[rows[r[predictions != labels[r, c]]]] = False
-    model.train()
-    hits = {lang: [0, 0] for lang in languages}
-    for correct, example in zip(ok.tolist(), data.native):
-        hits[example.lang][0] += correct
-        hits[example.lang][1] += 1
-    return {lang: h / n for lang, (h, n) in hits.items()}

@@ -50,14 +50,15 @@ def find_base_model(ds: MlamaDataset) -> Path | None:
     exact = ds.model_dir() if set(ds.languages) <= set(ds.model_languages()) else None
     return find_prepared(
         ds.cache_dir / "mlama", RECALL_FILE, exact=exact,
-        accept=lambda key: key.get("data") == str(ds.root) and set(ds.languages) <= set(key.get("languages", [])),
+        accept=lambda key: key.get("data") == str(ds.root) and key.get("preset", "full") == ds.settings.preset
+        and set(ds.languages) <= set(key.get("languages", [])),
     )
 
 
 def prepared_languages(ds: MlamaDataset) -> list[list[str]]:
     """The language lists of every prepared model built from ``ds``'s data (for error messages)."""
     return [list(key.get("languages", [])) for _, key in prepared_models(ds.cache_dir / "mlama", RECALL_FILE)
-            if key.get("data") == str(ds.root)]
+            if key.get("data") == str(ds.root) and key.get("preset", "full") == ds.settings.preset]
 
 
 def fact_examples(ds: MlamaDataset, langs: list[str]) -> list[Example]:

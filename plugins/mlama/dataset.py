@@ -1,6 +1,11 @@
 """The ``mlama`` dataset: facts <subject, relation, object> in up to 53 languages, linked by uuid.
 
-Languages: the release's languages sorted alphabetically (its directory order), or
+Two presets (``dataset_options: {preset: ...}``): ``core`` (the default) is the world of
+:mod:`.preset`, eight languages and closed-set relations, with the leak-free edits of
+:mod:`.core_edits` and the model of :mod:`.core_model`; ``full`` is the whole release as described
+below (its edits do not consult the model).
+
+Languages (full): the release's languages sorted alphabetically (its directory order), or
 ``options.languages`` in the given order.
 
 Facts are ordered by (relation, lineid). The editing split is made at the *subject* level: every
@@ -33,6 +38,7 @@ from lime_toolkit.dataset_api import Dataset, DatasetOptions, Predictor
 from lime_toolkit.errors import UserError
 
 from .linked import load_or_link
+from .preset import CORE_LANGUAGES, restrict, select_core
 from .reader import OBJECT_SLOT, SUBJECT_SLOT, LanguageData, available_languages, locate, read_language
 from .settings import MlamaSettings
 
@@ -87,6 +93,7 @@ class MlamaDataset(Dataset):
         self._index: dict | None = None
         self._lengths: dict[str, list[int]] = {}
         self._common: dict = {}
+        self._pieces: dict[tuple[str, str], int] = {}
         self._prompts: dict[tuple[str, str], str] = {}
 
     # -- languages and reading ---------------------------------------------------------------
@@ -99,7 +106,28 @@ class MlamaDataset(Dataset):
         return list(self._available)
 
     @property
+    def core(self) -> bool:
+        """Whether this is the ``core`` preset."""
+        return self.settings.preset == "core"
+
+    def _core_languages(self) -> list[str]:
+        missing = [l for l in CORE_LANGUAGES if l not in self._available]
+        if missing:
+            raise UserError(f"the mlama core preset needs languages {', '.join(CORE_LANGUAGES)} and {self.root} lacks "
+                            f"{', '.join(missing)}; set dataset_options.preset=full (--set dataset_options.preset=full) "
+                            f"to use the languages it has")
+        wanted = self.options.languages or list(CORE_LANGUAGES)
+        other = [l for l in wanted if l not in CORE_LANGUAGES]
+        if other:
+            raise UserError(f"the mlama core preset has languages {', '.join(CORE_LANGUAGES)}, not "
+                            f"{', '.join(other)}; choose among them or set dataset_options.preset=full "
+                            f"(--set dataset_options.preset=full)")
+        return list(dict.fromkeys(wanted))
+
+    @property
     def languages(self) -> list[str]:
+        if self._languages is None and self.core:
+            self._languages = self._core_languages()
         if self._languages is None:
             if self.options.languages:
                 unknown = [l for l in self.options.languages if l not in self._available]
@@ -131,7 +159,16 @@ class MlamaDataset(Dataset):
     def index(self) -> dict:
         """Facts of the selected languages linked by uuid, with per-language labels and templates."""
         if self._index is None:
-            index = load_or_link(self.cache_dir, self.root, self.languages, self.language_data, Fact)
+            if self.core:  # the world is chosen over all eight languages, whichever are selected
+                if any(l not in self._available for l in CORE_LANGUAGES):
+                    for lang in CORE_LANGUAGES:  # a malformed file is named before a missing language
+                        if lang in self._available:
+                            self.language_data(lang)
+                langs = self.languages
+                index = load_or_link(self.cache_dir, self.root, list(CORE_LANGUAGES), self.language_data, Fact)
+                index = restrict(index, select_core(index), langs)
+            else:
+                index = load_or_link(self.cache_dir, self.root, self.languages, self.language_data, Fact)
             facts = index["facts"]
             index["split_of"] = {u: subject_split(facts[u].sub_uri, self.settings.split, self.settings.split_seed)
                                  for u in index["order"]}
@@ -219,6 +256,10 @@ class MlamaDataset(Dataset):
         return None, []
 
     def edit_cases(self, split: str, *, predict: Predictor | None = None) -> list[EditCase]:
+        if self.core:
+            from .core_edits import core_edit_cases
+
+            return core_edit_cases(self, split, predict, self.piece_count)
         index = self.index
         cases = []
         for uuid in self.items(split):
@@ -245,6 +286,7 @@ class MlamaDataset(Dataset):
         once the model is loaded, where the core supports it; see docs/datasets.md)."""
         self._tokenizer = tokenizer
         self._lengths = {}
+        self._pieces = {}
 
     def _resolve_tokenizer(self):
         if self._tokenizer is None and self._tokenizer_spec is not None:
@@ -260,6 +302,15 @@ class MlamaDataset(Dataset):
                                     f"model directory") from None
             self._tokenizer = spec
         return self._tokenizer
+
+    def piece_count(self, lang: str, label: str) -> int:
+        """Word pieces of ``label`` in the run's tokenizer (else the estimate), cached."""
+        key = (lang, label)
+        if key not in self._pieces:
+            tokenizer = self._resolve_tokenizer()
+            self._pieces[key] = (max(1, len(tokenizer(label, add_special_tokens=False)["input_ids"]))
+                                 if tokenizer is not None else estimate_pieces(label))
+        return self._pieces[key]
 
     def object_lengths(self, lang: str) -> list[int]:
         """Word pieces of the object label of every fact of ``lang`` (the distribution k is drawn from)."""
@@ -292,7 +343,12 @@ class MlamaDataset(Dataset):
         return pool
 
     def describe(self) -> dict[str, dict[str, int]]:
-        """Per language: rows of its fact files as read (``all``) and their subject split."""
+        """Per language: rows of its fact files as read (``all``) and their subject split (for
+        ``core``: the facts of the core world)."""
+        if self.core:
+            index = self.index
+            counts = Counter(index["split_of"][u] for u in index["order"])
+            return {l: {"all": len(index["order"]), **{s: counts.get(s, 0) for s in SPLITS}} for l in self.languages}
         out = {}
         for lang in self.languages:
             data = self.language_data(lang, keep=False)
@@ -306,7 +362,7 @@ class MlamaDataset(Dataset):
     def model_languages(self) -> list[str]:
         """Languages the prepared model is pre-trained on: ``options.languages``, else the default
         handful (those the release has)."""
-        if self.options.languages:
+        if self.options.languages or self.core:
             return self.languages
         return [l for l in self.settings.model_languages if l in self._available] or self.languages[:6]
 
@@ -322,21 +378,26 @@ class MlamaDataset(Dataset):
 
         found = find_base_model(self)
         if found is None:
+            preset = "" if self.core else " --set dataset_options.preset=full"
+            command = f"lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir}{preset} --langs"
             built = prepared_languages(self)
             if built:
                 raise UserError(f"the prepared mLAMA model(s) cover only {' / '.join(','.join(b) for b in built)}, "
                                 f"not all of {', '.join(self.languages)}; pass --langs {','.join(built[-1])} (or a "
-                                f"subset), prepare one for your languages with `lime-toolkit prepare-base --dataset "
-                                f"mlama --data-dir {self.options.data_dir} --langs ...`, or pass --model")
+                                f"subset), prepare one for your languages with `{command} ...`, or pass --model")
+            cost = "about 10 minutes on CPU" if self.core else "a few minutes on CPU"
             raise UserError(f"no prepared mLAMA model covers languages {', '.join(self.languages)}; build one with "
-                            f"`lime-toolkit prepare-base --dataset mlama --data-dir {self.options.data_dir} --langs "
-                            f"{','.join(self.model_languages())}` (a tiny BERT, a few minutes on CPU) or pass --model "
+                            f"`{command} {','.join(self.model_languages())}` (a tiny BERT, {cost}) or pass --model "
                             f"bert-base-multilingual-cased")
         if self._tokenizer is None and self._tokenizer_spec is None:
             self._tokenizer_spec = found  # the run uses this model: count locality masks with its tokenizer
         return str(found)
 
     def prepare_base_model(self, out_dir: Path | None = None, *, progress=None) -> Path:
+        if self.core:
+            from .core_model import build_core_model
+
+            return build_core_model(self, out_dir, log=progress or print)
         from .base_model import build_base_model
 
         return build_base_model(self, out_dir, log=progress or print)
