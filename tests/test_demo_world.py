@@ -78,17 +78,19 @@ def test_balanced_objects_deal_every_object_equally_often():
             out.append(max(counts.values()) - min(counts.values()))
         return out
 
-    random_world, balanced = DemoCorpus(DemoSettings()), DemoCorpus(DemoSettings(objects="balanced"))
+    random_world, balanced = DemoCorpus(DemoSettings(objects="random")), DemoCorpus(DemoSettings())
     assert max(spreads(balanced)) <= 1
     assert max(spreads(random_world)) >= 5  # what "balanced" changes
-    assert balanced.to_json() == DemoCorpus(DemoSettings(objects="balanced")).to_json()
+    assert balanced.to_json() == DemoCorpus(DemoSettings()).to_json()
+    assert DemoSettings().objects == "balanced"  # the default
     assert [f.id for f in balanced.facts] == [f.id for f in random_world.facts]  # the same facts, other objects
     assert [f.obj for f in balanced.facts] != [f.obj for f in random_world.facts]
 
 
 def test_objects_setting_keys_the_cache_only_when_not_random():
-    assert "objects" not in DemoSettings().key_dict()  # the worlds made before the setting keep their key
-    assert DemoSettings(objects="balanced").key_dict()["objects"] == "balanced"
+    # the worlds made before the setting existed (random objects) keep their key
+    assert "objects" not in DemoSettings(objects="random").key_dict()
+    assert DemoSettings().key_dict()["objects"] == "balanced"
     with pytest.raises(UserError, match="unknown demo objects 'even'"):
         DemoSettings(objects="even").validate()
 

@@ -38,9 +38,10 @@ class DemoSettings:
     languages: tuple[str, ...] = LANGUAGES
     relations: tuple[str, ...] = tuple(RELATIONS)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    # how true objects are drawn: "random" (each fact independently) or "balanced" (per relation,
-    # every object the true object of as many subjects as the others, give or take one)
-    objects: str = "random"
+    # how true objects are drawn: "balanced" (per relation, every object the true object of as many
+    # subjects as the others, give or take one) or "random" (each fact on its own: the world before
+    # issue #10's fifth round, whose rare objects were hard edit targets; docs/diagnosis.md)
+    objects: str = "balanced"
 
     vocab_size: int = 2000
     hidden_size: int = 128
@@ -96,7 +97,7 @@ class DemoSettings:
     def key_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict`` in its JSON form (tuples as lists): keys the cache, and equals
         the ``settings`` recorded in ``recall.json``. ``objects`` appears only when it is not
-        "random", so the worlds made before it existed keep their cache entries."""
+        "random", so the worlds made before the setting existed keep their cache entries."""
         out = json.loads(json.dumps(asdict(self)))
         if out["objects"] == "random":
             del out["objects"]
