@@ -66,6 +66,35 @@ def test_generator_does_not_touch_the_global_rng():
     assert random.random() == expected
 
 
+def test_balanced_objects_deal_every_object_equally_often():
+    from collections import Counter
+
+    def spreads(world: DemoCorpus) -> list[int]:
+        """Per relation: how many more facts its commonest object has than its rarest."""
+        out = []
+        for rel in world.relations:
+            counts = Counter({o: 0 for o in range(world.n_objects(rel))})
+            counts.update(f.obj for f in world.facts if f.relation == rel)
+            out.append(max(counts.values()) - min(counts.values()))
+        return out
+
+    random_world, balanced = DemoCorpus(DemoSettings(objects="random")), DemoCorpus(DemoSettings())
+    assert max(spreads(balanced)) <= 1
+    assert max(spreads(random_world)) >= 5  # what "balanced" changes
+    assert balanced.to_json() == DemoCorpus(DemoSettings()).to_json()
+    assert DemoSettings().objects == "balanced"  # the default
+    assert [f.id for f in balanced.facts] == [f.id for f in random_world.facts]  # the same facts, other objects
+    assert [f.obj for f in balanced.facts] != [f.obj for f in random_world.facts]
+
+
+def test_objects_setting_keys_the_cache_only_when_not_random():
+    # the worlds made before the setting existed (random objects) keep their key
+    assert "objects" not in DemoSettings(objects="random").key_dict()
+    assert DemoSettings().key_dict()["objects"] == "balanced"
+    with pytest.raises(UserError, match="unknown demo objects 'even'"):
+        DemoSettings(objects="even").validate()
+
+
 def test_languages_and_scripts():
     corpus = DemoCorpus(SMALL)
     assert corpus.languages == ["en", "de", "fr", "es", "ru", "zh"] == list(LANGUAGES)

@@ -38,6 +38,10 @@ class DemoSettings:
     languages: tuple[str, ...] = LANGUAGES
     relations: tuple[str, ...] = tuple(RELATIONS)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # how true objects are drawn: "balanced" (per relation, every object the true object of as many
+    # subjects as the others, give or take one) or "random" (each fact on its own: the world before
+    # issue #10's fifth round, whose rare objects were hard edit targets; docs/diagnosis.md)
+    objects: str = "balanced"
 
     vocab_size: int = 2000
     hidden_size: int = 128
@@ -83,6 +87,8 @@ class DemoSettings:
             raise UserError(f"unknown demo language(s) {bad_langs}; valid: {', '.join(LANGUAGES)}")
         if bad_rels:
             raise UserError(f"unknown demo relation(s) {bad_rels}; valid: {', '.join(RELATIONS)}")
+        if self.objects not in ("random", "balanced"):
+            raise UserError(f"unknown demo objects {self.objects!r}; use 'random' or 'balanced'")
         if self.n_subjects < 3:
             raise UserError("the demo world needs n_subjects >= 3 (one subject per split at least)")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) <= 0:
@@ -90,8 +96,12 @@ class DemoSettings:
 
     def key_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict`` in its JSON form (tuples as lists): keys the cache, and equals
-        the ``settings`` recorded in ``recall.json``."""
-        return json.loads(json.dumps(asdict(self)))
+        the ``settings`` recorded in ``recall.json``. ``objects`` appears only when it is not
+        "random", so the worlds made before the setting existed keep their cache entries."""
+        out = json.loads(json.dumps(asdict(self)))
+        if out["objects"] == "random":
+            del out["objects"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -133,11 +143,11 @@ class DemoCorpus:
         self.relations = list(settings.relations)
         self.subjects = _make_subjects(settings.n_subjects, random.Random(f"demo-names/{settings.seed}"))
         objects_rng = random.Random(f"demo-objects/{settings.seed}")
-        facts = []
-        for subject in self.subjects:
-            for rel in self.relations:
-                n_objects = len(RELATIONS[rel][1]["en"])
-                facts.append(Fact(f"f{subject.index:04d}-{rel}", subject.index, rel, objects_rng.randrange(n_objects)))
+        true_object = _balanced_objects(self.subjects, self.relations, objects_rng) if settings.objects == "balanced" \
+            else {(s.index, rel): objects_rng.randrange(len(RELATIONS[rel][1]["en"]))
+                  for s in self.subjects for rel in self.relations}
+        facts = [Fact(f"f{subject.index:04d}-{rel}", subject.index, rel, true_object[subject.index, rel])
+                 for subject in self.subjects for rel in self.relations]
         self.facts = sorted(facts, key=lambda f: f.id)
         self.relations_by_id = {f.id: f.relation for f in self.facts}
         self._object_index = {(rel, lang): {w.replace(" ", ""): i for i, w in enumerate(RELATIONS[rel][1][lang])}
@@ -239,6 +249,20 @@ class DemoCorpus:
     def to_json(self) -> str:
         """:meth:`to_dict` serialised with sorted keys (byte-identical for identical settings)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, indent=1)
+
+
+def _balanced_objects(subjects, relations, rng: random.Random) -> dict[tuple[int, str], int]:
+    """Per relation, the objects dealt to the subjects in turn from a shuffled order (each object
+    as often as the others, give or take one), the deal then shuffled over the subjects."""
+    out = {}
+    for rel in relations:
+        n_objects = len(RELATIONS[rel][1]["en"])
+        order = list(range(n_objects))
+        rng.shuffle(order)
+        dealt = [order[i % n_objects] for i in range(len(subjects))]
+        rng.shuffle(dealt)
+        out.update({(s.index, rel): obj for s, obj in zip(subjects, dealt)})
+    return out
 
 
 def _make_subjects(n: int, rng: random.Random) -> list[Subject]:
