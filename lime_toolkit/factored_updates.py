@@ -64,7 +64,7 @@ class FactoredUpdates:
 @contextmanager
 def applied(model: nn.Module, updates: FactoredUpdates, owner: torch.Tensor | None):
     """Within the block, every edited layer of ``model`` subtracts row r's edit ``owner[r]`` (``owner``
-    None: every row's the first edit)."""
+    None: every row by the first edit)."""
     handles = []
     for name in updates.x:
         def hook(mod, args, output, _name=name):
@@ -93,16 +93,14 @@ def trains_factored(system: EditingSystem) -> bool:
 
 
 @contextmanager
-def edited(system: EditingSystem, batch: Batch, lang: str, factored: bool | None = None) -> Iterator[Params]:
+def edited(system: EditingSystem, batch: Batch, lang: str) -> Iterator[Params]:
     """θ_u, the edit of the edit input ``batch`` in ``lang``, for the block: the parameters to pass to
     :func:`~lime_toolkit.models.position_logits` (and ``edit_loss``) inside it. Dense: the edited
-    weights W' = W − α ΔW. Factored (``factored``; None: :func:`trains_factored`): the base weights,
+    weights W' = W − α ΔW. Factored (where :func:`trains_factored`): the base weights,
     while the edited layers subtract α ΔW x = Σ_t α δ̃_t (x̃_t · x) from their outputs; the same
     values and gradients without a dense ΔW. Every forward pass of ``system.model`` inside a
     factored block is edited, so compute unedited results outside it."""
-    if factored is None:
-        factored = trains_factored(system)
-    if not factored:
+    if not trains_factored(system):
         yield system.edit(batch, lang)
         return
     base = system.base_params()
