@@ -21,6 +21,7 @@ atomically.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -46,14 +47,17 @@ ACCURACY_FILE = "accuracy.json"  # written beside a prepared base model
 
 
 def find_base_model(ds: XnliDataset) -> Path | None:
-    """The prepared model for ``ds``'s settings; else the newest prepared model built from the same
-    data whose languages cover ``ds.languages`` (prepare-base on all languages serves a run on a
-    subset)."""
-    data_key = ds.model_key()["data"]
-    return find_prepared(
-        ds.cache_dir / "xnli", ACCURACY_FILE, exact=ds.model_dir(),
-        accept=lambda key: key.get("data") == data_key and set(ds.languages) <= set(key.get("languages", [])),
-    )
+    """The prepared model for ``ds``'s settings; else the newest prepared model built with the same
+    settings from the same data whose languages cover ``ds.languages`` (prepare-base on all
+    languages serves a run on a subset). A model built with other settings (``train_langs``,
+    sizes, ...) is never served in their place."""
+    ours = json.loads(json.dumps(ds.model_key()))  # as stored: tuples are lists
+
+    def same_but_languages(key: dict) -> bool:
+        return ({k: v for k, v in key.items() if k != "languages"} == {k: v for k, v in ours.items() if k != "languages"}
+                and set(ds.languages) <= set(key.get("languages", [])))
+
+    return find_prepared(ds.cache_dir / "xnli", ACCURACY_FILE, exact=ds.model_dir(), accept=same_but_languages)
 
 
 def _examples(ds: XnliDataset, split: str, langs) -> list[Example]:
