@@ -293,8 +293,11 @@ def test_prepare_base_builds_reuses_and_serves_a_language_subset(tmp_path):
     assert info["key"] == json.loads(json.dumps(ds.model_key()))  # as JSON: tuples are lists
     assert ds.default_model() == str(out)
     assert ds.prepare_base_model(progress=lines.append) == out and lines[-1].endswith(f"already prepared: {out}")
-    # a run on a subset of the languages is served by the model built on all of them
+    # a run on a subset of the languages is served by the model built on all of them, not one with
+    # other settings
     assert dataset(data, tmp_path, languages=["de"], extra=TINY).default_model() == str(out)
+    with pytest.raises(UserError, match="prepare-base --dataset xnli"):
+        dataset(data, tmp_path, languages=["de"], extra={**TINY, "train_langs": "all"}).default_model()
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="is not a prepared xnli base model"):
@@ -320,3 +323,166 @@ def test_real_xnli_counts_parallelism_and_split(tmp_path):
     assert len(case.inputs) == 15 and len({ex.target for ex in case.inputs.values()}) == 1
     tests = ds.edit_cases("test", predict=const_predictor(0))
     assert all(c.meta["gold"] != 0 and c.meta["edit_langs"] == list(counts) for c in tests)
+
+
+# -- the shared tiny encoder and the paths for a user's own encoder ---------------------------------
+
+
+def test_alignment_loss_prefers_parallel_states():
+    import torch
+
+    from lime_toolkit_plugins.xnli.pretrain import alignment_loss
+
+    pair_of = torch.tensor([0, 0, 1, 1, 2, 2])
+    base = torch.eye(3, 8)
+    parallel = base.repeat_interleave(2, dim=0)  # each pair's two languages: the same state
+    crossed = base[torch.tensor([0, 1, 1, 2, 2, 0])]  # each state looks like another pair's
+    assert alignment_loss(parallel, pair_of, 0.1) < 0.01 < 1.0 < alignment_loss(crossed, pair_of, 0.1)
+    assert alignment_loss(base, torch.arange(3), 0.1) == 0  # no state has a translation
+
+
+def test_parallel_pairs_batches_cover_every_pair_in_chosen_languages(tmp_path):
+    import torch
+
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
+    from lime_toolkit_plugins.xnli.pretrain import ParallelPairs
+
+    tok = train_wordpiece(PREMISES["en"] + PREMISES["de"] + HYPOTHESES["en"] + HYPOTHESES["de"], 200, lowercase=True)
+    pairs = [{"en": (p, HYPOTHESES["en"][0]), "de": (q, HYPOTHESES["de"][0])} for p, q in zip(PREMISES["en"], PREMISES["de"])]
+    pairs.append({"en": ("Only English.", "Yes.")})
+    data = ParallelPairs(tok, pairs, ["en", "de"], 64)
+    assert data.table.shape == (7, 2) and data.table[6, 1] == -1 and len(data.rows) == 13
+    blocks = data.batches(3, 2, torch.Generator().manual_seed(0))
+    seen = sorted(int(r) for b in blocks for r in b.reshape(-1) if r >= 0)
+    assert seen == list(range(13))
+    inputs = data.inputs(blocks[0].reshape(-1))
+    assert inputs["input_ids"].shape == inputs["token_type_ids"].shape
+    assert int(inputs["token_type_ids"].max()) == 1  # premise and hypothesis segments, as the classifier sees them
+
+
+# hidden 16 is too small to leave the collapsed start (every [CLS] state alike) in a few steps
+PRE = {**TINY, "hidden_size": "32", "intermediate_size": "64", "pretrain_epochs": "80", "pretrain_lr": "5e-3",
+       "align_pairs": "3", "align_langs": "2"}
+
+
+def deterministic_wordpiece(texts, size, *, lowercase=False):
+    """The toolbox's own vocabulary learner (ties broken alphabetically) in place of the tokenizers
+    library's trainer (ties in hash-map order), so that a test's model is the same on every run."""
+    from lime_toolkit.toolbox.wordpiece import bert_tokenizer, bert_words, learn_vocabulary
+
+    return bert_tokenizer(learn_vocabulary(bert_words(texts, lowercase=lowercase), size), lowercase=lowercase)
+
+
+def test_pretraining_aligns_the_languages_and_train_langs_all(tmp_path, monkeypatch):
+    """With the alignment objective, parallel pairs retrieve each other; the masked LM alone on the
+    same budget does not. ``train_langs: all`` fine-tunes on every language."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lime_toolkit_plugins.xnli import base_model
+    from lime_toolkit_plugins.xnli.base_model import _parallel_pairs
+    from lime_toolkit_plugins.xnli.pretrain import retrieval
+
+    monkeypatch.setattr(base_model, "train_wordpiece", deterministic_wordpiece)
+
+    data = write_jsonl_fixture(tmp_path / "x", splits=("dev",))
+    found = {}
+    for name, extra in (("aligned", {**PRE, "align_weight": "1"}),
+                        ("mlm", {**PRE, "align_weight": "0", "finetune_align_weight": "0"})):
+        ds = dataset(data, tmp_path, extra=extra)
+        lines: list[str] = []
+        out = ds.prepare_base_model(progress=lines.append)
+        assert any(line.startswith("pre-training epoch 80/80") for line in lines)
+        assert "retrieval" in json.loads((out / "accuracy.json").read_text(encoding="utf-8"))
+        model, tok = AutoModelForSequenceClassification.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+        found[name] = retrieval(model.bert, _parallel_pairs(ds, ["train", "dev", "test"], ["en", "de"], tok))["de"]
+    assert found["aligned"] >= 0.6 and found["aligned"] >= found["mlm"] + 0.3, found
+    ds = dataset(data, tmp_path, extra={**TINY, "pretrain_epochs": "1", "train_langs": "all"})
+    info = json.loads((ds.prepare_base_model(progress=lambda _: None) / "accuracy.json").read_text(encoding="utf-8"))
+    en_only = dataset(data, tmp_path, extra=TINY).split_sizes()["train"]
+    assert info["train_langs"] == ["en", "de"] and info["n_train"] == 2 * en_only
+
+
+def test_train_langs_outside_the_data_is_a_user_error(tmp_path):
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path, extra={**TINY, "train_langs": "en,fr"})
+    with pytest.raises(UserError, match="train_langs fr not in the data"):
+        ds.prepare_base_model(progress=lambda _: None)
+
+
+def save_random_encoder(path: Path, hidden: int = 24) -> Path:
+    """A randomly initialised small BERT masked LM with its tokenizer, saved like mBERT on disk."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
+
+    tok = train_wordpiece([t for per in (PREMISES, HYPOTHESES) for texts in per.values() for t in texts], 300)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=128, pad_token_id=tok.pad_token_id)
+    BertForMaskedLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_base_model_directory_is_fine_tuned_as_given(tmp_path):
+    """``base_model: DIR`` (the paper's path with mBERT on disk) fine-tunes that encoder and its
+    tokenizer: no tiny tokenizer, no pre-training, no alignment."""
+    from transformers import AutoConfig
+
+    encoder = save_random_encoder(tmp_path / "encoder")
+    lines: list[str] = []
+    ds = dataset(write_jsonl_fixture(tmp_path / "x"), tmp_path, extra={"base_model": str(encoder), "epochs": "1"})
+    out = ds.prepare_base_model(progress=lines.append)
+    info = json.loads((out / "accuracy.json").read_text(encoding="utf-8"))
+    assert info["base_model"] == str(encoder) and "retrieval" not in info and "pretrain_steps" not in info
+    assert not any("pre-training" in line or "WordPiece" in line for line in lines)
+    config = AutoConfig.from_pretrained(out)
+    assert config.hidden_size == 24 and config.vocab_size == AutoConfig.from_pretrained(encoder).vocab_size
+    assert config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}
+
+
+@pytest.mark.slow
+def test_train_with_a_model_directory(tmp_path, monkeypatch):
+    """``--model DIR`` runs the whole job on a user's classifier directory, untouched by the dataset."""
+    import yaml
+    from click.testing import CliRunner
+
+    from lime_toolkit.cli.app import cli
+
+    monkeypatch.setenv("LIME_TOOLKIT_CACHE", str(tmp_path / "cache"))
+    encoder = save_random_encoder(tmp_path / "encoder")
+    data = write_jsonl_fixture(tmp_path / "x")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--dataset", "xnli", "--data-dir", str(data), "--model", str(encoder), "--device", "cpu",
+        "--max-steps", "2", "--set", "train.val_every=1", "--set", "train.val_edits=2",
+        "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"] == str(encoder)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"acc", "con", "succ", "baselines"} <= set(metrics)
+
+
+def test_same_seed_same_base_model(tmp_path, monkeypatch):
+    """Given the same vocabulary, pre-training, alignment and fine-tuning draw only from seeded
+    generators. (The tokenizers library's WordPiece trainer itself breaks ties in hash-map order,
+    see docs/datasets.md, so the vocabulary is learned once here.)"""
+    import torch
+    from safetensors.torch import load_file
+
+    from lime_toolkit_plugins.xnli import base_model
+
+    learn, learned = base_model.train_wordpiece, {}
+
+    def once(texts, size, **kw):
+        if "tok" not in learned:
+            learned["tok"] = learn(texts, size, **kw)
+        return learned["tok"]
+
+    monkeypatch.setattr(base_model, "train_wordpiece", once)
+    data = write_jsonl_fixture(tmp_path / "x")
+    extra = {**TINY, "pretrain_epochs": "2", "align_pairs": "3", "align_langs": "2"}
+    outs = [XnliDataset(DatasetOptions(data_dir=data, cache_dir=tmp_path / f"cache{i}", extra=extra))
+            .prepare_base_model(progress=lambda _: None) for i in range(2)]
+    first, second = (load_file(out / "model.safetensors") for out in outs)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
