@@ -331,7 +331,7 @@ def test_real_xnli_counts_parallelism_and_split(tmp_path):
 def test_alignment_loss_prefers_parallel_states():
     import torch
 
-    from lime_toolkit_plugins.xnli.pretrain import alignment_loss
+    from lime_toolkit.toolbox.parallel import contrastive_alignment as alignment_loss
 
     pair_of = torch.tensor([0, 0, 1, 1, 2, 2])
     base = torch.eye(3, 8)

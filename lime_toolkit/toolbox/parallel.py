@@ -8,7 +8,7 @@ explicit ``torch.Generator``; nothing draws from torch's global generator.
 - :class:`ParallelRows`: every row encoded once; :meth:`ParallelRows.epoch_batches` makes an
   epoch of batches of whole facts (every language of each) plus a sample of extra rows and of
   native rows still missed (hard-example replay); :meth:`ParallelRows.note_misses` records them.
-- :func:`alignment_loss`: a contrastive objective pulling the object-slot states of a fact's
+- :func:`alignment_loss` (over :func:`contrastive_alignment`): a contrastive objective pulling the object-slot states of a fact's
   languages together and pushing other facts' apart.
 - :func:`batch_loss`: one batch's masked-LM loss plus the weighted alignment loss (and the misses
   noted for replay).
@@ -79,24 +79,31 @@ class ParallelRows:
         self.missed[wrong[wrong < self.n_native]] = True
 
 
-def alignment_loss(states: list[torch.Tensor], n_langs: int, temperature: float = 0.1) -> torch.Tensor:
-    """A contrastive objective that makes parallel sentences look alike and different facts not.
+def contrastive_alignment(states: torch.Tensor, group: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Contrastive loss over ``states`` [n, hidden]: each must pick out the other states of its
+    ``group`` (the same fact or sentence pair in other languages) among all others of the batch
+    (cross-entropy over cosine similarity / ``temperature``, the target spread evenly over the
+    positives). States without a positive are skipped; with none at all the loss is 0."""
+    v = torch.nn.functional.normalize(states, dim=-1)
+    n = len(v)
+    self_mask = torch.eye(n, dtype=torch.bool, device=v.device)
+    logits = ((v @ v.T) / temperature).masked_fill(self_mask, float("-inf"))
+    positive = (group[:, None] == group[None, :]) & ~self_mask
+    has = positive.any(-1)
+    if not has.any():
+        return states.new_zeros(())
+    log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
+    return -(log_p.sum(-1)[has] / positive.sum(-1)[has]).mean()
 
-    ``states`` are object-slot hidden states [facts * n_langs, hidden] (fact-major), one tensor per
-    aligned layer. Every state must pick out, among all others of the batch, the same fact in the
-    other languages (cross-entropy over cosine similarities / ``temperature``, targets spread
-    evenly over the parallel states): aligned, yet still telling facts apart."""
+
+def alignment_loss(states: list[torch.Tensor], n_langs: int, temperature: float = 0.1) -> torch.Tensor:
+    """:func:`contrastive_alignment` averaged over aligned layers: makes parallel sentences look
+    alike and different facts not. ``states`` are object-slot hidden states [facts * n_langs,
+    hidden] (fact-major), one tensor per aligned layer: every state must pick out the same fact in
+    the other languages. Aligned, yet still telling facts apart."""
     total = states[0].new_zeros(())
     for h in states:
-        v = torch.nn.functional.normalize(h, dim=-1)
-        logits = (v @ v.T) / temperature
-        n = len(v)
-        fact = torch.arange(n, device=v.device) // n_langs
-        self_mask = torch.eye(n, dtype=torch.bool, device=v.device)
-        logits = logits.masked_fill(self_mask, float("-inf"))
-        positive = (fact[:, None] == fact[None, :]) & ~self_mask
-        log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
-        total = total - (log_p.sum(-1) / positive.sum(-1)).mean()
+        total = total + contrastive_alignment(h, torch.arange(len(h), device=h.device) // n_langs, temperature)
     return total / len(states)
 
 

@@ -5,14 +5,15 @@ XNLI is parallel: pair ``idx`` is the same premise/hypothesis in every language.
 (``[CLS] premise [SEP] hypothesis [SEP]``) with two objectives:
 
 - masked LM on the ordinary tokens (BERT-style, ``mask_prob``), which learns the languages;
-- a contrastive alignment of the ``[CLS]`` hidden states of parallel inputs (the demo's
-  ``alignment_loss`` idea): every batch holds ``align_pairs`` pairs in ``align_langs`` languages,
-  and each pair's state must pick out its translations among all states of the batch.
+- a contrastive alignment of the ``[CLS]`` hidden states of parallel inputs (the toolbox's
+  ``contrastive_alignment``, as for the demo's and mLAMA's models): every batch holds
+  ``align_pairs`` pairs in ``align_langs`` languages, and each pair's state must pick out its
+  translations among all states of the batch.
 
 The second objective is what lets an edit made in one language reach the others: the edited MLP
 sees nearly the same ``[CLS]`` input for a pair in every language (and a different one for other
 pairs). Only unlabelled text is read here; which editing splits it comes from is the
-``pretrain_splits`` setting. :class:`ParallelPairs` and :func:`alignment_loss` are also used while
+``pretrain_splits`` setting. :class:`ParallelPairs` and the alignment are also used while
 fine-tuning, to keep the languages together, with :func:`consistency_loss` (translations should
 get the same prediction).
 """
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 
 from lime_toolkit.toolbox.masked_lm import IGNORE, WarmupDecay, optimizer_step, random_mask, special_ids
+from lime_toolkit.toolbox.parallel import contrastive_alignment
 from lime_toolkit.toolbox.prepared import Log
 
 if TYPE_CHECKING:
@@ -79,22 +81,6 @@ class ParallelPairs:
         return {"input_ids": ids, "token_type_ids": types, "attention_mask": (ids != self.pad).long()}
 
 
-def alignment_loss(states: torch.Tensor, pair_of: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Contrastive loss over ``states`` [n, hidden]: each must find the states of the same pair
-    (``pair_of``) among all others (cross-entropy over cosine similarity / ``temperature``, the
-    target spread over the positives). States without a positive are skipped."""
-    v = torch.nn.functional.normalize(states, dim=-1)
-    n = len(v)
-    self_mask = torch.eye(n, dtype=torch.bool, device=v.device)
-    logits = ((v @ v.T) / temperature).masked_fill(self_mask, float("-inf"))
-    positive = (pair_of[:, None] == pair_of[None, :]) & ~self_mask
-    has = positive.any(-1)
-    if not has.any():
-        return states.new_zeros(())
-    log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
-    return -(log_p.sum(-1)[has] / positive.sum(-1)[has]).mean()
-
-
 def aligned_states(encoder, inputs: dict, layers: Sequence[int]):
     """The encoder's output and the ``[CLS]`` states of ``layers`` (1-based), stacked [layers, n, hidden]."""
     out = encoder(**inputs, output_hidden_states=True)
@@ -125,7 +111,7 @@ def batch_alignment(encoder, data: ParallelPairs, block: torch.Tensor, layers: S
     inputs = {k: v.to(device) if device is not None else v for k, v in data.inputs(flat).items()}
     out, states = aligned_states(encoder, inputs, layers)
     pair_of = pair_of.to(states.device)
-    loss = torch.stack([alignment_loss(h, pair_of, temperature) for h in states]).mean()
+    loss = torch.stack([contrastive_alignment(h, pair_of, temperature) for h in states]).mean()
     return out, pair_of, loss
 
 
@@ -159,7 +145,7 @@ def pretrain(model, tokenizer, data: ParallelPairs, s: XnliSettings, gen: torch.
             loss = mlm
             if s.align_weight > 0:
                 pair_of = torch.arange(block.shape[0]).repeat_interleave(block.shape[1])[flat >= 0]
-                align = torch.stack([alignment_loss(h, pair_of, s.align_temperature) for h in states]).mean()
+                align = torch.stack([contrastive_alignment(h, pair_of, s.align_temperature) for h in states]).mean()
                 loss = loss + s.align_weight * align
                 align_sum += float(align.detach())
             optimizer_step(model, optimizer, schedule, loss)
