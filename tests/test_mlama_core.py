@@ -242,3 +242,39 @@ def test_core_model_builds_and_reports_recall_per_language(cache):
     assert read_report(out) == (info["recall"], info["build_seconds"])
     assert ds.default_model() == str(out)
     assert lines[0].startswith("mlama core world:") and lines[-1] == f"saved the mlama base model to {out}"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@needs_real
+def test_train_with_a_model_directory(tmp_path, monkeypatch):
+    """``--model DIR`` (a user's own masked LM, as mBERT on disk) runs the core world unchanged: the
+    same dataset code and protocol, with that model's tokenizer deciding the piece counts. Here a
+    randomly initialised small BERT with a WordPiece vocabulary of its own, saved to a directory."""
+    import yaml
+    from transformers import BertConfig, BertForMaskedLM
+
+    from lime_toolkit.cli.app import cli
+    from lime_toolkit.data import TARGET_SLOT
+    from lime_toolkit.toolbox.wordpiece import train_wordpiece
+    from lime_toolkit_plugins.mlama.core_model import core_examples
+
+    monkeypatch.setenv("LIME_TOOLKIT_CACHE", str(tmp_path / "cache"))
+    native, _ = core_examples(core(tmp_path / "cache"))
+    tokenizer = train_wordpiece((ex.text.replace(TARGET_SLOT, ex.target) for ex in native), 3000)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64))
+    user_model = tmp_path / "my-bert"
+    model.save_pretrained(user_model)
+    tokenizer.save_pretrained(user_model)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--dataset", "mlama", "--data-dir", str(REAL), "--model", str(user_model), "--device", "cpu",
+        "--max-steps", "2", "--set", "train.val_every=1", "--set", "train.val_edits=2",
+        "--set", "eval.max_edits=2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"] == str(user_model)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_language"]) == set(CORE_LANGUAGES)
+    assert not list((tmp_path / "cache").glob("mlama/*/model"))  # no base model of the dataset's was built
