@@ -296,6 +296,8 @@ def test_prepare_base_builds_reuses_and_serves_a_language_subset(tmp_path):
     # a run on a subset of the languages is served by the model built on all of them, not one with
     # other settings
     assert dataset(data, tmp_path, languages=["de"], extra=TINY).default_model() == str(out)
+    # and a run with another seed (the seed varies the editor, not the base model)
+    assert dataset(data, tmp_path, extra=TINY, seed=1).default_model() == str(out)
     with pytest.raises(UserError, match="prepare-base --dataset xnli"):
         dataset(data, tmp_path, languages=["de"], extra={**TINY, "train_langs": "all"}).default_model()
     (tmp_path / "junk").mkdir()

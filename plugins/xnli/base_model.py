@@ -49,15 +49,17 @@ ACCURACY_FILE = "accuracy.json"  # written beside a prepared base model
 def find_base_model(ds: XnliDataset) -> Path | None:
     """The prepared model for ``ds``'s settings; else the newest prepared model built with the same
     settings from the same data whose languages cover ``ds.languages`` (prepare-base on all
-    languages serves a run on a subset). A model built with other settings (``train_langs``,
-    sizes, ...) is never served in their place."""
-    ours = json.loads(json.dumps(ds.model_key()))  # as stored: tuples are lists
+    languages serves a run on a subset), whatever seed it was built with (the run's seed varies the
+    editor, not the base model, as in the paper's seeds on one mBERT). A model built with other
+    settings (``train_langs``, sizes, ...) is never served in their place."""
+    free = ("languages", "seed")
+    ours = {k: v for k, v in json.loads(json.dumps(ds.model_key())).items() if k not in free}  # as stored
 
-    def same_but_languages(key: dict) -> bool:
-        return ({k: v for k, v in key.items() if k != "languages"} == {k: v for k, v in ours.items() if k != "languages"}
+    def same_settings(key: dict) -> bool:
+        return ({k: v for k, v in key.items() if k not in free} == ours
                 and set(ds.languages) <= set(key.get("languages", [])))
 
-    return find_prepared(ds.cache_dir / "xnli", ACCURACY_FILE, exact=ds.model_dir(), accept=same_but_languages)
+    return find_prepared(ds.cache_dir / "xnli", ACCURACY_FILE, exact=ds.model_dir(), accept=same_settings)
 
 
 def _examples(ds: XnliDataset, split: str, langs) -> list[Example]:
