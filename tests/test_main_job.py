@@ -31,7 +31,8 @@ def train(tmp_path, *args, config=None):
 
 #: The claim's expected effect: per-edit succ of MEND + l0 after 50 steps minus the untrained
 #: editor's on the same edit (same update and retain inputs). Measured with seed 0 on the default
-#: demo world: +0.54 (sd 0.35 over 180 edits; trained acc 0.50 / con 0.92, untrained 0.01 / 1.00).
+#: demo world before balanced objects (issue #10, fifth round): +0.54 (sd 0.35 over 180 edits;
+#: trained acc 0.50 / con 0.92, untrained 0.01 / 1.00).
 EXPECTED_EFFECT = 0.5
 MIN_PAIRS = 150  # 6 edit languages x 30 edits = 180 pairs
 
