@@ -62,8 +62,8 @@ class EditingSystem(nn.Module):
 
     def base_params(self) -> Params:
         """The pre-edit values of the edited parameters (the editor's own copy where it trains them)."""
-        weights = dict(self.model.named_parameters())
-        return {n: self.editor.base_weight(n, weights[n]) for n in self.param_names}
+        model = self.model  # get_parameter: no dict of every weight on the edit's hot path
+        return {n: self.editor.base_weight(n, model.get_parameter(n)) for n in self.param_names}
 
     def context(self, batch: Batch, lang: str) -> EditContext:
         model = self.model

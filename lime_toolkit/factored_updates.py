@@ -88,8 +88,7 @@ def trains_factored(system: EditingSystem) -> bool:
     low-rank editor, and an edited weight of at least :data:`FACTORED_MIN_ENTRIES` entries."""
     if not edits_are_low_rank(system):
         return False
-    weights = dict(system.model.named_parameters())
-    return max(weights[n].numel() for n in system.param_names) >= FACTORED_MIN_ENTRIES
+    return max(system.model.get_parameter(n).numel() for n in system.param_names) >= FACTORED_MIN_ENTRIES
 
 
 @contextmanager
