@@ -29,8 +29,9 @@ are evaluated one edit at a time.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -109,17 +110,22 @@ def capture_example_factors(model: nn.Module, batch: Batch, params: Params,
 
 def transformed_factors(system: EditingSystem, tokenizer, task: str, jobs: list[EditJob],
                         factors: list[ExampleFactors], device,
-                        losses: list[float] | None = None) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+                        losses: list[float] | None = None,
+                        noise: Callable[[int], AbstractContextManager] | None = None,
+                        ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Per edit: ``{name: (x̃, s·α·δ̃)}`` after its language's masks and the editor's transform, s
     the system's ``edit_scale`` times its :meth:`~lime_toolkit.editing.EditingSystem.loss_factor`
     of the edit's loss (``losses``, needed when ``loss_power`` is set). A
     :attr:`~lime_toolkit.editor_api.FactorEditor.tokenwise` editor transforms the tokens of all the
-    edits in one call per weight; any other gets one call per edit with that edit's context."""
+    edits in one call per weight; any other gets one call per edit with that edit's context.
+    ``noise(e)``, when given, is the random state edit ``e``'s masks draw their gates under
+    (meta-training: the state of that edit's micro-step)."""
     editor, masks = system.editor, system.masks
     masked = []
-    for job, mine in zip(jobs, factors):
-        masked.append({name: masks.apply(name, job.lang, x, delta) if masks is not None else (x, delta)
-                       for name, (x, delta) in mine.items()})
+    for e, (job, mine) in enumerate(zip(jobs, factors)):
+        with noise(e) if noise is not None else nullcontext():
+            masked.append({name: masks.apply(name, job.lang, x, delta) if masks is not None else (x, delta)
+                           for name, (x, delta) in mine.items()})
     out: list[dict] = [{} for _ in jobs]
     scales = [system.edit_scale * (system.loss_factor(losses[e]) if losses is not None else 1.0)
               for e in range(len(jobs))]

@@ -233,6 +233,7 @@ SCHEMA: dict[str, Any] = {
         "val_edits": Int(1),
         "patience": Int(0),
         "hard_targets": Int(1),
+        "batch_edits": BOOL,
     },
     "eval": {
         "split": Choice("train", "dev", "test"),

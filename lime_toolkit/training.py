@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
+from lime_toolkit.batched_training import batched_meta_loss, trains_batched
 from lime_toolkit.checkpoint import load_checkpoint, recover, save_checkpoint
 from lime_toolkit.data import EditCase
 from lime_toolkit.encoding import encode_examples
@@ -194,15 +195,23 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         if state.get("stopped_early") or start >= int(cfg["max_steps"]):  # nothing left to do
             return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
     resumed_from, stopped_early = start, False
+    # MEND: the step's edits in one pass (lime_toolkit.batched_training); the same terms and gradients
+    batched = bool(cfg.get("batch_edits", True)) and trains_batched(run.system)
+    device = torch.device(run.device)
     run.system.train()
     max_steps = int(cfg["max_steps"])
     tick, done = time.perf_counter(), start
     for step in range(start, max_steps):
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for micro in range(accumulate):
-            index = dist.process_index * accumulate + micro  # the micro-step's index over all processes
-            with micro_step_rng(seed, step, index, torch.device(run.device)):
+        indices = [dist.process_index * accumulate + m for m in range(accumulate)]  # micro-steps over all processes
+        if batched:
+            samples = [sampler.draw(step, index) for index in indices]
+            terms = batched_meta_loss(run, samples, cfg, lambda e: micro_step_rng(seed, step, indices[e], device))
+            terms["loss"].backward()
+            sums = {k: float(v.detach()) for k, v in terms.items()}
+        for index in indices if not batched else ():
+            with micro_step_rng(seed, step, index, device):
                 terms = meta_loss(run, sampler.draw(step, index), cfg)
                 (terms["loss"] / accumulate).backward()
             for k, v in terms.items():

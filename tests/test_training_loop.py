@@ -54,6 +54,18 @@ def make_run(base, out: Path, seed: int = 3, editor_seed: int = 1, **train_optio
     return Run(config, base.data, base.model, base.tok, system, out, torch.device("cpu"))
 
 
+def spy_draws(monkeypatch) -> tuple[list, list]:
+    """Record the samples ``train`` meta-trains on, edit by edit or a step's edits at once; returns
+    (the samples, the sizes of the batched passes)."""
+    seen, passes = [], []
+    real, real_batched = training.meta_loss, training.batched_meta_loss
+    monkeypatch.setattr(training, "meta_loss", lambda run, sample, weights: (seen.append(sample),
+                                                                            real(run, sample, weights))[1])
+    monkeypatch.setattr(training, "batched_meta_loss", lambda run, samples, weights, noise: (
+        seen.extend(samples), passes.append(len(samples)), real_batched(run, samples, weights, noise))[2])
+    return seen, passes
+
+
 class Monitor:
     def __init__(self, system=None):
         self.steps, self.validations, self.snapshots, self.system = [], [], {}, system
@@ -170,22 +182,37 @@ def test_train_finishes_a_save_of_last_that_a_killed_process_left_half_done(base
     assert not (ckpt / "last.new").exists()
 
 
-def test_each_step_draws_the_configured_retain_and_update_counts(base, tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_edits", [True, False], ids=["batched", "one-at-a-time"])
+def test_each_step_draws_the_configured_retain_and_update_counts(base, tmp_path, monkeypatch, batch_edits):
     """The draws ``train`` takes are the sampler's (step, micro) draws for the run's seed, with
     ``retain_per_edit`` retain inputs and ``update_per_edit`` update inputs (not the sampler's
-    defaults of one each)."""
+    defaults of one each), whether a step's edits go through the model together or not."""
     script_validation(monkeypatch, [0.0, 0.0])
-    seen = []
-    real = training.meta_loss
-    monkeypatch.setattr(training, "meta_loss", lambda run, sample, weights: (seen.append(sample),
-                                                                            real(run, sample, weights))[1])
+    seen, passes = spy_draws(monkeypatch)
     run = make_run(base, tmp_path / "run", max_steps=2, val_every=2, accumulate=2, retain_per_edit=3,
-                   update_per_edit=2)
+                   update_per_edit=2, batch_edits=batch_edits)
     train(run, Monitor())
+    assert passes == ([2, 2] if batch_edits else [])
     sampler = CrossLingualSampler(base.data.edit_cases("train"), base.data.locality_pool("train"),
                                   run.roles("all"), n_retain=3, seed=3, n_update=2)
     assert seen == [sampler.draw(step, micro) for step in range(2) for micro in range(2)]
     assert all(len(s.retain) == 3 and len(s.updates) == 2 for s in seen)
+
+
+def test_batched_and_one_at_a_time_training_end_in_the_same_editor(base, tmp_path, monkeypatch):
+    """Three optimiser steps of three edits each, every edit with all its update languages: the
+    editor trained with the step's edits in one pass equals the one trained edit by edit."""
+    script_validation(monkeypatch, [0.0, 0.0])
+    start = {k: v.clone() for k, v in make_run(base, tmp_path / "init").system.state_dict().items()}
+    trained = {}
+    for batch_edits in (True, False):
+        run = make_run(base, tmp_path / f"run-{batch_edits}", max_steps=3, val_every=3, accumulate=3,
+                       retain_per_edit=2, update_per_edit=0, batch_edits=batch_edits)
+        train(run, Monitor())
+        trained[batch_edits] = run.system.state_dict()
+    assert any(not torch.equal(trained[True][k], start[k]) for k in start)  # training moved the editor
+    for k in start:
+        torch.testing.assert_close(trained[True][k], trained[False][k], rtol=1e-4, atol=1e-6, msg=k)
 
 
 class OtherProcess:
@@ -216,10 +243,7 @@ def test_a_process_other_than_the_main_one_draws_its_own_edits_and_writes_nothin
             tensor.mul_(2)
 
     monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
-    seen = []
-    real = training.meta_loss
-    monkeypatch.setattr(training, "meta_loss", lambda run, sample, weights: (seen.append(sample),
-                                                                            real(run, sample, weights))[1])
+    seen, _ = spy_draws(monkeypatch)
     run = make_run(base, tmp_path / "run", max_steps=2, val_every=1, accumulate=2)
     result = train(run, Monitor())
     assert result.steps == 2 and result.best_step == 2
@@ -277,10 +301,7 @@ def test_the_main_process_of_two_draws_the_first_edits_and_records_both_processe
     monkeypatch.setattr(accelerate, "PartialState", MainOfTwo)
     monkeypatch.setattr(torch.distributed, "all_reduce",
                         lambda tensor, op: tensor.mul_(2) if op == torch.distributed.ReduceOp.SUM else tensor)
-    seen = []
-    real = training.meta_loss
-    monkeypatch.setattr(training, "meta_loss", lambda run, sample, weights: (seen.append(sample),
-                                                                            real(run, sample, weights))[1])
+    seen, _ = spy_draws(monkeypatch)
     run = make_run(base, tmp_path / "run", max_steps=2, val_every=1, accumulate=3)
     train(run, Monitor())
     sampler = CrossLingualSampler(base.data.edit_cases("train"), base.data.locality_pool("train"),
