@@ -233,7 +233,8 @@ SCHEMA: dict[str, Any] = {
         "val_edits": Int(1),
         "patience": Int(0),
         "hard_targets": Int(1),
-        "batch_edits": BOOL,
+        "batched": BOOL,
+        "schedule": Choice("constant", "cosine"),
     },
     "eval": {
         "split": Choice("train", "dev", "test"),

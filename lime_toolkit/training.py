@@ -5,6 +5,7 @@ sampler; the base model stays frozen (editors that train base weights own a copy
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from contextlib import contextmanager
@@ -76,7 +77,22 @@ def make_optimizer(run: Run) -> torch.optim.Optimizer:
                            "lr": _positive_rate(train["mask_lr"] or run.system.masks.default_lr, "train.mask_lr")})
     for group in groups:
         group["lr"] = _positive_rate(group["lr"], f"the learning rate of parameter group '{group.get('name')}'")
+        group["initial_lr"] = group["lr"]  # the schedule's unit (lr_factor)
     return torch.optim.Adam(groups)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, max_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) over the initial one: 1 throughout
+    (``constant``), or a half cosine from 1 at the first step to 0 after the last (``cosine``).
+    A function of the step alone, so a resumed run continues the schedule exactly."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / max(max_steps, 1)))
+    raise UserError(f"train.schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
 
 
 def _positive_rate(value, what: str) -> float:
@@ -196,10 +212,10 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
             return TrainResult(best_step, best_succ, start, state.get("stopped_early", False), start)
     resumed_from, stopped_early = start, False
     # MEND: the step's edits in one pass (lime_toolkit.batched_training); the same terms and gradients
-    batched = bool(cfg.get("batch_edits", True)) and trains_batched(run.system)
+    batched = bool(cfg.get("batched", True)) and trains_batched(run.system)
     device = torch.device(run.device)
     run.system.train()
-    max_steps = int(cfg["max_steps"])
+    max_steps, schedule = int(cfg["max_steps"]), str(cfg.get("schedule", "constant"))
     tick, done = time.perf_counter(), start
     for step in range(start, max_steps):
         optimizer.zero_grad(set_to_none=True)
@@ -220,6 +236,9 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
         if run.system.masks is not None:
             run.system.masks.before_optimizer_step()
         torch.nn.utils.clip_grad_norm_(params, float(cfg["clip"]))
+        factor = lr_factor(schedule, step, max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
         optimizer.step()
         done = step + 1
         now = time.perf_counter()

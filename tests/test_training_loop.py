@@ -182,17 +182,17 @@ def test_train_finishes_a_save_of_last_that_a_killed_process_left_half_done(base
     assert not (ckpt / "last.new").exists()
 
 
-@pytest.mark.parametrize("batch_edits", [True, False], ids=["batched", "one-at-a-time"])
-def test_each_step_draws_the_configured_retain_and_update_counts(base, tmp_path, monkeypatch, batch_edits):
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-at-a-time"])
+def test_each_step_draws_the_configured_retain_and_update_counts(base, tmp_path, monkeypatch, batched):
     """The draws ``train`` takes are the sampler's (step, micro) draws for the run's seed, with
     ``retain_per_edit`` retain inputs and ``update_per_edit`` update inputs (not the sampler's
     defaults of one each), whether a step's edits go through the model together or not."""
     script_validation(monkeypatch, [0.0, 0.0])
     seen, passes = spy_draws(monkeypatch)
     run = make_run(base, tmp_path / "run", max_steps=2, val_every=2, accumulate=2, retain_per_edit=3,
-                   update_per_edit=2, batch_edits=batch_edits)
+                   update_per_edit=2, batched=batched)
     train(run, Monitor())
-    assert passes == ([2, 2] if batch_edits else [])
+    assert passes == ([2, 2] if batched else [])
     sampler = CrossLingualSampler(base.data.edit_cases("train"), base.data.locality_pool("train"),
                                   run.roles("all"), n_retain=3, seed=3, n_update=2)
     assert seen == [sampler.draw(step, micro) for step in range(2) for micro in range(2)]
@@ -205,11 +205,11 @@ def test_batched_and_one_at_a_time_training_end_in_the_same_editor(base, tmp_pat
     script_validation(monkeypatch, [0.0, 0.0])
     start = {k: v.clone() for k, v in make_run(base, tmp_path / "init").system.state_dict().items()}
     trained = {}
-    for batch_edits in (True, False):
-        run = make_run(base, tmp_path / f"run-{batch_edits}", max_steps=3, val_every=3, accumulate=3,
-                       retain_per_edit=2, update_per_edit=0, batch_edits=batch_edits)
+    for batched in (True, False):
+        run = make_run(base, tmp_path / f"run-{batched}", max_steps=3, val_every=3, accumulate=3,
+                       retain_per_edit=2, update_per_edit=0, batched=batched)
         train(run, Monitor())
-        trained[batch_edits] = run.system.state_dict()
+        trained[batched] = run.system.state_dict()
     assert any(not torch.equal(trained[True][k], start[k]) for k in start)  # training moved the editor
     for k in start:
         torch.testing.assert_close(trained[True][k], trained[False][k], rtol=1e-4, atol=1e-6, msg=k)
@@ -362,3 +362,34 @@ def test_one_step_averages_the_gradients_of_its_draws(base, tmp_path, monkeypatc
     assert any(e.abs().max() > 0 for e in expected)
     for p, e in zip(params, expected):
         torch.testing.assert_close(seen.get(id(p), torch.zeros_like(e)), e, rtol=1e-4, atol=1e-10)
+
+
+def test_lr_factor_schedules():
+    assert [training.lr_factor("constant", s, 4) for s in range(4)] == [1.0] * 4
+    cosine = [training.lr_factor("cosine", s, 4) for s in range(5)]
+    assert cosine == pytest.approx([1.0, 0.853553, 0.5, 0.146447, 0.0], abs=1e-6)
+    with pytest.raises(UserError, match="train.schedule must be one of constant, cosine"):
+        training.lr_factor("linear", 0, 4)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_every_parameter_group_steps_at_its_scheduled_rate(base, tmp_path, monkeypatch, schedule):
+    """Each optimiser step uses every group's initial rate times the schedule's factor of that step
+    (the editor's and the step sizes' groups alike), and a resumed run goes on where it stopped."""
+    script_validation(monkeypatch, [0.0, 0.5, 0.5, 0.5])
+    seen = []
+    make = training.make_optimizer
+
+    def recording(run):
+        optimizer = make(run)
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append([g["lr"] for g in opt.param_groups]))
+        return optimizer
+    monkeypatch.setattr(training, "make_optimizer", recording)
+    run = make_run(base, tmp_path / "run", max_steps=2, val_every=2, schedule=schedule)
+    train(run, Monitor())
+    run = make_run(base, tmp_path / "run", max_steps=4, val_every=2, schedule=schedule)
+    train(run, Monitor())  # resumes at step 2 with max_steps 4: the factors of steps 2 and 3 of 4
+    initial = [g["initial_lr"] for g in make(run).param_groups]
+    assert len(initial) == 2 and initial[0] != initial[1]  # the editor's rate and the step sizes' rate
+    expected = [training.lr_factor(schedule, s, m) for s, m in ((0, 2), (1, 2), (2, 4), (3, 4))]
+    assert seen == [[rate * f for rate in initial] for f in expected]
