@@ -1,6 +1,7 @@
 """Turn :class:`~lime_toolkit.data.Example` lists into model inputs for either task kind."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,12 +43,23 @@ class Batch:
         )
 
 
+#: Per tokenizer, the word-piece ids of the targets encoded so far (training encodes the same few
+#: hundred targets thousands of times).
+_TARGET_IDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def target_token_ids(tokenizer, target: str) -> list[int]:
     """Word-piece ids of a masked-LM target as it would appear inside a sentence."""
-    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise UserError(f"target {target!r} encodes to no tokens with this tokenizer; use a non-empty target")
-    return ids
+    try:
+        known = _TARGET_IDS.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        known = {}
+    if target not in known:
+        ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError(f"target {target!r} encodes to no tokens with this tokenizer; use a non-empty target")
+        known[target] = tuple(ids)
+    return list(known[target])
 
 
 def _slot_text(tokenizer, ex: Example) -> tuple[str, list[int] | None]:

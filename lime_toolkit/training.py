@@ -140,7 +140,13 @@ def micro_step_rng(seed: int, step: int, index: int, device: torch.device):
     devices = ([device.index if device.index is not None else torch.cuda.current_device()]
                if device.type == "cuda" else [])
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(random.Random(f"{seed}:{step}:{index}:torch").getrandbits(63))
+        value = random.Random(f"{seed}:{step}:{index}:torch").getrandbits(63)
+        # the generators torch.manual_seed would seed, without its lazy calls to every other backend
+        # (each of which formats a stack trace while CUDA is not initialised: 2 ms a micro-step)
+        torch.default_generator.manual_seed(value)
+        for d in devices:
+            with torch.cuda.device(d):
+                torch.cuda.manual_seed(value)
         yield
 
 

@@ -6,7 +6,10 @@ Why it holds (lime_toolkit/training.py): micro-step i of a step is drawn from (s
 i = process index * a + micro, so the 2a edits of a step are the same; the hard-concrete gates'
 noise is drawn from a generator seeded the same way; each process backpropagates loss / a for its a
 edits and the gradients are summed over processes and divided by 2: (1/2a) * sum over all 2a edits,
-exactly one process's (1/(2a)) * sum. Only float summation order differs.
+exactly one process's (1/(2a)) * sum. Only float rounding differs: the summation order, and the
+batched meta-training pass (``train.batched``), which pads a step's inputs to the longest of its
+edits (2a edits in one process, a in each of two), and Adam's normalised steps (at the test's lr
+0.01) carry that rounding to 1e-5 of the weights.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def test_two_processes_train_the_same_editor_as_one_with_double_accumulation(tmp
     init = load_file(str(tmp_path / "one" / "checkpoints" / "init" / EDITOR_FILE))
     assert a.keys() == b.keys() and any(k.startswith("masks.") for k in a)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
     assert any(not torch.equal(b[k], init[k]) for k in b)  # the editor did train
     # the main process alone writes the log and speaks
     log = (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
