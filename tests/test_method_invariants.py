@@ -340,8 +340,9 @@ def test_a_resumed_mend_l0_run_ends_where_an_uninterrupted_one_does(world, tmp_p
 
     def run_to(steps: int, out: Path, monitor: Monitor) -> EditingSystem:
         config = defaults()
+        # constant: extending a run from 2 to 4 steps would change a cosine schedule's first steps
         config["train"].update(max_steps=steps, accumulate=2, val_every=2, val_edits=1, retain_per_edit=2,
-                               patience=0, lr=1e-3, **WEIGHTS)
+                               patience=0, lr=1e-3, schedule="constant", **WEIGHTS)
         system = EditingSystem(world.model, world.names, world.mend(step_size_init=1.0), world.l0())  # reseeds
         run = world.run(system, config)
         run.out = out
