@@ -38,10 +38,16 @@ def test_quick_bench_writes_the_documented_json(tmp_path):
     assert math.isclose(demo["step_over_fwd_bwd_block"],
                         demo["step_s"] / 4 / demo["micro_step_inputs_fwd_bwd_block_s"])
     assert math.isclose(demo["eval_batched_speedup"], demo["eval_edits_per_s"] / demo["eval_loop_edits_per_s"])
+    # the demo's MEND trains its step's edits in one pass: that step is timed too, and counted in the peak
+    for key in ("step_loop_in_turn_s", "step_batched_s", "peak_memory_step_batched_mb"):
+        assert positive(demo[key]), (key, demo[key])
+    assert math.isclose(demo["step_batched_speedup"], demo["step_loop_in_turn_s"] / demo["step_batched_s"])
+    assert demo["peak_memory_mb"] >= demo["peak_memory_step_batched_mb"]
     assert demo["eval_identical"] is True and demo["eval_batch_size"] == 4
     assert demo["eval_edits"] == {"loop": 4, "batched": 16}
     assert demo["parameters"] > 0 and demo["peak_memory_mb"] > 10  # a Python process with torch, at least
     assert "plain forward" in result.output and "batched / one at a time" in result.output
+    assert "edits in one pass (train.batched)" in result.output
     assert "mlama preparation: skipped (--quick)" in result.output
 
 

@@ -61,6 +61,9 @@ def bench_table(doc: dict) -> Table:
     row("meta-training step (accumulate 4)", lambda m: _num(m["step_s"], " s", 3))
     row("  micro-step / fwd+bwd of its inputs", lambda m: _num(m["step_over_fwd_bwd"], "x")
         + (f" ({_num(m['step_over_fwd_bwd_block'], 'x')} block)" if "step_over_fwd_bwd_block" in m else ""))
+    row("  edits in one pass (train.batched)", lambda m: (
+        f"{_num(m['step_batched_s'], ' s', 3)}, {_num(m['step_batched_speedup'], 'x')} faster"
+        if "step_batched_s" in m else "n/a"))
     table.add_section()
     row("evaluation, one edit at a time", lambda m: _num(m["eval_loop_edits_per_s"], " edits/s", 1))
     row("evaluation, batched", lambda m: _num(m["eval_edits_per_s"], " edits/s", 1)

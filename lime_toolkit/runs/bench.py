@@ -12,7 +12,11 @@ Per model (the demo model, and a randomly initialised masked LM of mBERT's size 
   retain inputs); ``step_over_fwd_bwd`` is one micro-step (``step_s / accumulate``) over one plain
   forward + backward of all of a micro-step's inputs in one batch (edit, update and retain inputs),
   timed in turn with the step; ``step_over_fwd_bwd_block`` the same over that forward + backward
-  timed in a block of its own (``micro_step_inputs_fwd_bwd_block_s``);
+  timed in a block of its own (``micro_step_inputs_fwd_bwd_block_s``). For an editor that
+  ``train`` meta-trains in one pass (``train.batched``, MEND): ``step_batched_s``, the same step
+  with its edits in one pass, timed in turn with the edit-by-edit step (``step_loop_in_turn_s``),
+  their ratio ``step_batched_speedup``, and the batched step's memory
+  (``peak_memory_step_batched_mb``, counted in ``peak_memory_mb``);
 * evaluation: edits per second one at a time (``eval_loop_edits_per_s``) and batched
   (``eval_edits_per_s``), their ratio ``eval_batched_speedup``, and whether every batched record
   equals the loop's (``eval_identical``);

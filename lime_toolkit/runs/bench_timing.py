@@ -10,7 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +20,7 @@ import safetensors.torch
 import torch
 
 from lime_toolkit.batched_evaluation import DEFAULT_BATCH_SIZE
+from lime_toolkit.batched_training import batched_meta_loss, trains_batched
 from lime_toolkit.editing import EditingSystem
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.evaluation import EvalSettings, edit_records, plan_edits
@@ -239,6 +240,21 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     release_memory()
     with step_memory:
         step()
+    watches = [step_memory]
+    if trains_batched(system):  # train's own form for MEND (train.batched): the step's edits in one pass
+        def batched_step():
+            optimizer.zero_grad(set_to_none=True)
+            batched_meta_loss(run, [sample] * ACCUMULATE, weights, lambda e: nullcontext())["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 100.0)
+            optimizer.step()
+
+        out["step_loop_in_turn_s"], out["step_batched_s"] = timed_in_turn(step, batched_step, device, repeat=3)
+        out["step_batched_speedup"] = out["step_loop_in_turn_s"] / out["step_batched_s"]
+        watches.append(MemoryWatch(device))
+        release_memory()
+        with watches[-1]:
+            batched_step()
+        out["peak_memory_step_batched_mb"] = watches[-1].peak_mb
     safetensors.torch.load_model(system, str(saved), device=str(device))  # the editor as it was
     shutil.rmtree(saved.parent, ignore_errors=True)
     optimizer.state.clear()  # Adam's moments are not needed by the evaluation
@@ -285,5 +301,5 @@ def measure(subject: Subject, device: torch.device, eval_edits: tuple[int, int],
     out["step_over_fwd_bwd_block"] = out["step_s"] / ACCUMULATE / out["micro_step_inputs_fwd_bwd_block_s"]
     out["peak_memory_eval_loop_mb"] = loop_memory.peak_mb
     out["peak_memory_eval_batched_mb"] = batched_memory.peak_mb
-    out["peak_memory_mb"] = max(w.peak_mb for w in (edit_memory, step_memory, loop_memory, batched_memory))
+    out["peak_memory_mb"] = max(w.peak_mb for w in (edit_memory, *watches, loop_memory, batched_memory))
     return out
