@@ -200,6 +200,9 @@ DEVICE = Str(pattern=r"auto|cpu|mps|cuda(:\d+)?", pattern_text="auto, cpu, mps, 
 
 
 #: The type and range of every key of defaults.yaml (the test suite checks that both list the same keys).
+#: ``train.schedule``: how the learning rates move over a run (lime_toolkit.training.lr_factor).
+SCHEDULES = ("constant", "cosine")
+
 SCHEMA: dict[str, Any] = {
     "editor": Str(),
     "masks": Str(nullable=True),
@@ -234,7 +237,7 @@ SCHEMA: dict[str, Any] = {
         "patience": Int(0),
         "hard_targets": Int(1),
         "batched": BOOL,
-        "schedule": Choice("constant", "cosine"),
+        "schedule": Choice(*SCHEDULES),
     },
     "eval": {
         "split": Choice("train", "dev", "test"),

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from lime_toolkit.batched_training import batched_meta_loss, trains_batched
 from lime_toolkit.checkpoint import load_checkpoint, recover, save_checkpoint
+from lime_toolkit.config_schema import SCHEDULES
 from lime_toolkit.data import EditCase
 from lime_toolkit.encoding import encode_examples
 from lime_toolkit.errors import UserError
@@ -79,9 +80,6 @@ def make_optimizer(run: Run) -> torch.optim.Optimizer:
         group["lr"] = _positive_rate(group["lr"], f"the learning rate of parameter group '{group.get('name')}'")
         group["initial_lr"] = group["lr"]  # the schedule's unit (lr_factor)
     return torch.optim.Adam(groups)
-
-
-SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(schedule: str, step: int, max_steps: int) -> float:
@@ -232,12 +230,13 @@ def train(run: Run, monitor: TrainingMonitor) -> TrainResult:
             terms = batched_meta_loss(run, samples, cfg, lambda e: micro_step_rng(seed, step, indices[e], device))
             terms["loss"].backward()
             sums = {k: float(v.detach()) for k, v in terms.items()}
-        for index in indices if not batched else ():
-            with micro_step_rng(seed, step, index, device):
-                terms = meta_loss(run, sampler.draw(step, index), cfg)
-                (terms["loss"] / accumulate).backward()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accumulate
+        else:
+            for index in indices:
+                with micro_step_rng(seed, step, index, device):
+                    terms = meta_loss(run, sampler.draw(step, index), cfg)
+                    (terms["loss"] / accumulate).backward()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / accumulate
         average_gradients(params, dist.num_processes)
         if run.system.masks is not None:
             run.system.masks.before_optimizer_step()

@@ -8,8 +8,10 @@ explicit ``torch.Generator``; nothing draws from torch's global generator.
 - :class:`ParallelRows`: every row encoded once; :meth:`ParallelRows.epoch_batches` makes an
   epoch of batches of whole facts (every language of each) plus a sample of extra rows and of
   native rows still missed (hard-example replay); :meth:`ParallelRows.note_misses` records them.
-- :func:`alignment_loss` (over :func:`contrastive_alignment`): a contrastive objective pulling the object-slot states of a fact's
-  languages together and pushing other facts' apart.
+- :func:`alignment_loss` (over :func:`contrastive_alignment`): a contrastive objective pulling the
+  object-slot states of a fact's languages together and pushing other facts' apart;
+  :func:`layers_alignment` the same for any grouping of the rows (e.g. a sentence pair's
+  translations).
 - :func:`batch_loss`: one batch's masked-LM loss plus the weighted alignment loss (and the misses
   noted for replay).
 - :func:`native_recall`: recall per language on the pre-encoded native rows (progress lines).
@@ -94,6 +96,12 @@ def contrastive_alignment(states: torch.Tensor, group: torch.Tensor, temperature
         return states.new_zeros(())
     log_p = torch.log_softmax(logits, dim=-1).masked_fill(~positive, 0.0)
     return -(log_p.sum(-1)[has] / positive.sum(-1)[has]).mean()
+
+
+def layers_alignment(states, group: torch.Tensor, temperature: float) -> torch.Tensor:
+    """:func:`contrastive_alignment` of each layer's ``states`` (a [layers, n, hidden] tensor or a
+    list of [n, hidden]) with the same ``group``s, averaged over the layers."""
+    return torch.stack([contrastive_alignment(h, group, temperature) for h in states]).mean()
 
 
 def alignment_loss(states: list[torch.Tensor], n_langs: int, temperature: float = 0.1) -> torch.Tensor:

@@ -6,7 +6,7 @@ XNLI is parallel: pair ``idx`` is the same premise/hypothesis in every language.
 
 - masked LM on the ordinary tokens (BERT-style, ``mask_prob``), which learns the languages;
 - a contrastive alignment of the ``[CLS]`` hidden states of parallel inputs (the toolbox's
-  ``contrastive_alignment``, as for the demo's and mLAMA's models): every batch holds
+  ``layers_alignment``, as for the demo's and mLAMA's models): every batch holds
   ``align_pairs`` pairs in ``align_langs`` languages, and each pair's state must pick out its
   translations among all states of the batch.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 
 from lime_toolkit.toolbox.masked_lm import IGNORE, WarmupDecay, optimizer_step, random_mask, special_ids
-from lime_toolkit.toolbox.parallel import contrastive_alignment
+from lime_toolkit.toolbox.parallel import layers_alignment
 from lime_toolkit.toolbox.prepared import Log
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ def batch_alignment(encoder, data: ParallelPairs, block: torch.Tensor, layers: S
     inputs = {k: v.to(device) if device is not None else v for k, v in data.inputs(flat).items()}
     out, states = aligned_states(encoder, inputs, layers)
     pair_of = pair_of.to(states.device)
-    loss = torch.stack([contrastive_alignment(h, pair_of, temperature) for h in states]).mean()
-    return out, pair_of, loss
+    return out, pair_of, layers_alignment(states, pair_of, temperature)
 
 
 def pretrain(model, tokenizer, data: ParallelPairs, s: XnliSettings, gen: torch.Generator, log: Log,
@@ -145,7 +144,7 @@ def pretrain(model, tokenizer, data: ParallelPairs, s: XnliSettings, gen: torch.
             loss = mlm
             if s.align_weight > 0:
                 pair_of = torch.arange(block.shape[0]).repeat_interleave(block.shape[1])[flat >= 0]
-                align = torch.stack([contrastive_alignment(h, pair_of, s.align_temperature) for h in states]).mean()
+                align = layers_alignment(states, pair_of, s.align_temperature)
                 loss = loss + s.align_weight * align
                 align_sum += float(align.detach())
             optimizer_step(model, optimizer, schedule, loss)
