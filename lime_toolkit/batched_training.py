@@ -55,11 +55,11 @@ def batched_meta_loss(run: Run, samples: list[Sample], weights: dict,
     encode = lambda examples: encode_examples(run.tokenizer, examples, run.task).to(device)  # noqa: E731
     n = len(samples)
     base = system.base_params()
-    losses: list[float] = []
+    losses: list[float] | None = [] if system.loss_power else None  # each edit's own loss: only loss_power reads it
     factors = capture_example_factors(model, encode([s.edit for s in samples]), base, losses)
     jobs = [EditJob(s.edit.lang, s.case, s.updates, s.retain) for s in samples]
-    updates = FactoredUpdates(transformed_factors(system, run.tokenizer, run.task, jobs, factors, device,
-                                                  losses if system.loss_power else None, noise=noise))
+    updates = FactoredUpdates(transformed_factors(system, run.tokenizer, run.task, jobs, factors, device, losses,
+                                                  noise=noise))
 
     def owners(lists):
         return torch.tensor([e for e, xs in enumerate(lists) for _ in xs], device=device)
